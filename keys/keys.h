@@ -1,0 +1,62 @@
+/*
+ * keys: the only code that builds Redis key and channel names (DESIGN.md rule 10, STYLE.md).
+ * One function per key family; keys/README.md documents each family, its Redis type and its writer;
+ * tests/unit/test_keys.c pins every format.
+ *
+ * Keys are returned in a caller-owned fixed buffer (no allocation). Every key of one user's mail
+ * carries the user's namespace id in braces, "/ns/{<nsid>}/...", the Redis Cluster hash tag that puts
+ * them all in one slot (DESIGN.md rule 2).
+ */
+#ifndef CIMAP_KEYS_H
+#define CIMAP_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KEYS_MAX_LEN 320     /* longest key any family can produce, incl. NUL */
+#define KEYS_NSID_LEN 36     /* textual UUID, lowercase: 8-4-4-4-12 */
+#define KEYS_LOGIN_MAX 255   /* longest login name accepted anywhere */
+#define KEYS_SCHEMA_VERSION 1 /* keyspace version this build reads and writes */
+
+struct key {
+    size_t len;              /* strlen(s) */
+    char s[KEYS_MAX_LEN];    /* NUL-terminated */
+};
+
+/* True when s (len bytes) is a lowercase textual UUID as made by keys_nsid_new(). */
+bool keys_nsid_valid(const char *s, size_t len);
+
+/* Writes a fresh random namespace id (libuuid, lowercase) and its NUL into out. */
+void keys_nsid_new(char out[KEYS_NSID_LEN + 1]);
+
+/*
+ * True when login (len bytes) is an acceptable login name: 1..KEYS_LOGIN_MAX bytes of
+ * [A-Za-z0-9._@+-], not starting with '.' or '-'. Everything that takes a login validates with this.
+ */
+bool keys_login_valid(const char *login, size_t len);
+
+/* "/schema": string, the keyspace version (decimal). */
+void keys_schema(struct key *k);
+
+/* "/users/<login>": hash, the login record. Returns -1 when the login is not keys_login_valid(). */
+int keys_user(struct key *k, const char *login, size_t len);
+
+/* "/users/*": SCAN pattern over every login record. */
+void keys_users_pattern(struct key *k);
+
+/* Length of the "/users/" prefix, to strip it from a SCAN result. */
+size_t keys_users_prefix_len(void);
+
+/* The nsid functions below require keys_nsid_valid(nsid) (asserted). */
+
+/* "/ns/{<nsid>}/meta": hash, the namespace record (login, created, counters). */
+void keys_ns_meta(struct key *k, const char *nsid);
+
+/* "/ns/{<nsid>}/*": SCAN pattern over every key of one namespace. */
+void keys_ns_pattern(struct key *k, const char *nsid);
+
+/* "/ns/{<nsid>}/channel": pub/sub channel that wakes the user's sessions. */
+void keys_ns_channel(struct key *k, const char *nsid);
+
+#endif
