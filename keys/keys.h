@@ -42,7 +42,7 @@ void keys_schema(struct key *k);
 /* "/users/<login>": hash, the login record. Returns -1 when the login is not keys_login_valid(). */
 int keys_user(struct key *k, const char *login, size_t len);
 
-/* "/users/*": SCAN pattern over every login record. */
+/* SCAN pattern over every login record: "/users/" followed by a star. */
 void keys_users_pattern(struct key *k);
 
 /* Length of the "/users/" prefix, to strip it from a SCAN result. */
@@ -53,7 +53,7 @@ size_t keys_users_prefix_len(void);
 /* "/ns/{<nsid>}/meta": hash, the namespace record (login, created, counters). */
 void keys_ns_meta(struct key *k, const char *nsid);
 
-/* "/ns/{<nsid>}/*": SCAN pattern over every key of one namespace. */
+/* SCAN pattern over every key of one namespace: "/ns/{<nsid>}/" followed by a star. */
 void keys_ns_pattern(struct key *k, const char *nsid);
 
 /* "/ns/{<nsid>}/channel": pub/sub channel that wakes the user's sessions. */

@@ -1,5 +1,5 @@
 /*
- * Lookup over the generated script table. The table itself is generated from lua/*.lua by
+ * Lookup over the generated script table. The table itself is generated from lua/ (every .lua file) by
  * cmake/embed_lua.cmake so a script's bytes and SHA1 can never drift from the file.
  */
 #include "lua/scripts.h"

@@ -1,5 +1,5 @@
 /*
- * The Lua scripts of lua/*.lua, embedded byte for byte at build time (cmake/embed_lua.cmake).
+ * The Lua scripts of lua/ (every .lua file), embedded byte for byte at build time (cmake/embed_lua.cmake).
  * Every write to Redis is one of these scripts (DESIGN.md rule 1), called with EVALSHA; the
  * front end (store.c) and cimap-admin load them all on every (re)connect.
  */

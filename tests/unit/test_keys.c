@@ -1,0 +1,91 @@
+/* Pins every key format of keys/keys.c (keys/README.md is the operator's view of the same). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "keys/keys.h"
+
+#define NSID "eacb1cf1-5d2e-4f3a-9a53-6d1f0c2b7e90"
+
+static void assert_key(const struct key *k, const char *want)
+{
+    assert_string_equal(k->s, want);
+    assert_int_equal(k->len, strlen(want));
+}
+
+static void test_formats(void **state)
+{
+    (void)state;
+    struct key k;
+    keys_schema(&k);
+    assert_key(&k, "/schema");
+    assert_int_equal(keys_user(&k, "demouser", 8), 0);
+    assert_key(&k, "/users/demouser");
+    keys_users_pattern(&k);
+    assert_key(&k, "/users/*");
+    assert_int_equal(keys_users_prefix_len(), strlen("/users/"));
+    keys_ns_meta(&k, NSID);
+    assert_key(&k, "/ns/{" NSID "}/meta");
+    keys_ns_pattern(&k, NSID);
+    assert_key(&k, "/ns/{" NSID "}/*");
+    keys_ns_channel(&k, NSID);
+    assert_key(&k, "/ns/{" NSID "}/channel");
+}
+
+static void test_login_validation(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *login;
+        bool ok;
+    } cases[] = {
+        {"a", true}, {"john.doe@example.org", true}, {"x+tag_1-2", true},
+        {"", false}, {".hidden", false}, {"-opt", false}, {"a b", false},
+        {"a/b", false}, {"a*", false}, {"{x}", false}, {"\xc3\xa9", false},
+    };
+    struct key k;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = strlen(cases[i].login);
+        assert_int_equal(keys_login_valid(cases[i].login, len), cases[i].ok);
+        assert_int_equal(keys_user(&k, cases[i].login, len), cases[i].ok ? 0 : -1);
+    }
+    char longest[KEYS_LOGIN_MAX + 1];
+    memset(longest, 'a', sizeof(longest));
+    assert_true(keys_login_valid(longest, KEYS_LOGIN_MAX));
+    assert_false(keys_login_valid(longest, KEYS_LOGIN_MAX + 1));
+    assert_int_equal(keys_user(&k, longest, KEYS_LOGIN_MAX), 0);
+    assert_int_equal(k.len, strlen("/users/") + KEYS_LOGIN_MAX);
+    /* NUL inside the login is rejected (lengths, not strlen). */
+    assert_false(keys_login_valid("ab\0c", 4));
+}
+
+static void test_nsid(void **state)
+{
+    (void)state;
+    char id[KEYS_NSID_LEN + 1];
+    char other[KEYS_NSID_LEN + 1];
+    keys_nsid_new(id);
+    keys_nsid_new(other);
+    assert_int_equal(strlen(id), KEYS_NSID_LEN);
+    assert_true(keys_nsid_valid(id, strlen(id)));
+    assert_string_not_equal(id, other);
+    assert_true(keys_nsid_valid(NSID, strlen(NSID)));
+    assert_false(keys_nsid_valid("EACB1CF1-5D2E-4F3A-9A53-6D1F0C2B7E90", 36));
+    assert_false(keys_nsid_valid("eacb1cf1x5d2e-4f3a-9a53-6d1f0c2b7e90", 36));
+    assert_false(keys_nsid_valid(NSID, 35));
+    assert_false(keys_nsid_valid("eacb1cf1-5d2e-4f3a-9a53-6d1f0c2b7e9}", 36));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_login_validation),
+        cmocka_unit_test(test_nsid),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
