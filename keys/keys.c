@@ -94,6 +94,11 @@ void keys_ns_meta(struct key *k, const char *nsid)
     ns_key(k, nsid, "meta");
 }
 
+void keys_ns_prefix(struct key *k, const char *nsid)
+{
+    ns_key(k, nsid, "");
+}
+
 void keys_ns_pattern(struct key *k, const char *nsid)
 {
     ns_key(k, nsid, "*");

@@ -53,6 +53,9 @@ size_t keys_users_prefix_len(void);
 /* "/ns/{<nsid>}/meta": hash, the namespace record (login, created, counters). */
 void keys_ns_meta(struct key *k, const char *nsid);
 
+/* "/ns/{<nsid>}/": the prefix every key of one namespace starts with (ns_sweep.lua checks it). */
+void keys_ns_prefix(struct key *k, const char *nsid);
+
 /* SCAN pattern over every key of one namespace: "/ns/{<nsid>}/" followed by a star. */
 void keys_ns_pattern(struct key *k, const char *nsid);
 

@@ -30,6 +30,8 @@ static void test_formats(void **state)
     assert_int_equal(keys_users_prefix_len(), strlen("/users/"));
     keys_ns_meta(&k, NSID);
     assert_key(&k, "/ns/{" NSID "}/meta");
+    keys_ns_prefix(&k, NSID);
+    assert_key(&k, "/ns/{" NSID "}/");
     keys_ns_pattern(&k, NSID);
     assert_key(&k, "/ns/{" NSID "}/*");
     keys_ns_channel(&k, NSID);
