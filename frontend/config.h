@@ -1,0 +1,54 @@
+/*
+ * config: cimapd's options, from command-line flags and CIMAP_* environment variables (12-factor;
+ * a flag wins over its variable). One table in config.c lists every option with its variable,
+ * default and help text; `cimapd --help` prints it.
+ */
+#ifndef CIMAP_CONFIG_H
+#define CIMAP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frontend/parser.h"
+
+#define CONFIG_MAX_LISTEN 16
+
+/* Limits applied to one connection; the preauth set applies until LOGIN succeeds. */
+struct conn_limits {
+    struct parser_limits parser;
+    uint64_t max_buffered_literal; /* largest literal kept in memory for a command */
+    uint32_t idle_timeout_s;       /* preauth: pre-auth timeout; auth: autologout */
+    uint32_t max_commands;         /* commands allowed in this state (0 = unlimited) */
+};
+
+struct config {
+    char *redis_url;
+    const char *listen[CONFIG_MAX_LISTEN];
+    size_t listen_count;
+    bool demo_data;
+    bool debug;             /* log the IMAP transcript, passwords masked */
+    uint32_t max_connections;
+    uint32_t max_queued;    /* pipelined commands parsed ahead of the running one */
+    size_t output_max;      /* a client whose unsent output passes this is disconnected */
+    uint32_t login_fail_delay_ms; /* delay before a failed LOGIN answer, times the failure count */
+    uint32_t max_login_failures;  /* disconnect after this many failures */
+    uint32_t workers;       /* password-hashing threads */
+    uint32_t kdf_cost;      /* PBKDF2 iterations for users this process creates (--demo-data) */
+    uint32_t redis_pool;
+    uint32_t redis_timeout_ms;
+    struct conn_limits preauth;
+    struct conn_limits auth;
+    char *owned_listen[CONFIG_MAX_LISTEN]; /* storage behind listen[] from the environment */
+};
+
+/*
+ * Fills cfg from the environment, then argv. Returns 0; 1 when --help or --version printed
+ * (exit 0); -1 with a message on stderr for bad usage (exit 64). cfg must be config_free()d.
+ */
+int config_load(struct config *cfg, int argc, char **argv);
+
+/* Frees what config_load allocated. */
+void config_free(struct config *cfg);
+
+#endif

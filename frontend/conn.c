@@ -1,0 +1,908 @@
+/*
+ * One client connection: input → parser → queue of parsed commands → the running command's
+ * steps → reply writer → bufferevent. See conn.h for the command model.
+ *
+ * Input is parsed straight out of the bufferevent's input buffer, one contiguous chunk at a time;
+ * the parser copies what it keeps into the command's arena. Reading stops whenever parsing has to
+ * pause (queue full, a non-pipelinable command pending, a literal waiting for its turn), so a
+ * client can never make us buffer more than one socket read beyond the limits.
+ *
+ * Async results come back through conn_table_lookup(token): the token names a slot and the
+ * generation of the command that asked, so replies for a closed connection or a finished command
+ * are dropped. Freeing is deferred to the next loop turn (conn_kill), never done inside one of the
+ * connection's own callbacks.
+ *
+ * Deliberately not here: TLS (tls.c), mailbox state (later), the command semantics (cmd_*.c).
+ */
+#include "frontend/conn.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "frontend/commands.h"
+#include "frontend/frontend.h"
+#include "frontend/log.h"
+#include "frontend/reply.h"
+#include "frontend/workers.h"
+#include "keys/keys.h"
+
+#define DRAIN_LOW (64 * 1024)   /* resume a streaming command below this much unsent output */
+#define DRAIN_HIGH (256 * 1024) /* a streaming command waits above this */
+
+/* A queued item: a parsed command, or an error to answer in its turn. */
+struct qitem {
+    struct imap_command *cmd; /* NULL for an error item */
+    char *tag;                /* error item: malloc'd tag or NULL for "*" */
+    const char *status;       /* error item: "BAD" or "NO" */
+    const char *code;         /* error item: response code or NULL (static) */
+    const char *text;         /* error item: static text */
+    bool fatal;               /* error item: BYE and close after answering */
+};
+
+struct conn {
+    struct frontend *fe;
+    uint32_t slot;
+    uint32_t gen;           /* changes for every command: tokens of older commands go stale */
+    uint64_t id;
+    struct bufferevent *bev;
+    struct parser *parser;
+    enum conn_state state;
+    const struct conn_limits *limits;
+    char peer[INET6_ADDRSTRLEN + 8];
+    char *user;
+    char nsid[KEYS_NSID_LEN + 1];
+    struct qitem *queue;    /* ring of max_queued + 1 items (one extra for an error) */
+    size_t q_cap, q_head, q_len;
+    struct cmd_ctx *running;
+    struct timespec started; /* when the running command started */
+    struct event *idle_timer;
+    struct event *wait_timer;
+    unsigned auth_failures;
+    uint32_t commands_in_state;
+    bool lit_pending;       /* the parser stopped at a literal that awaits our decision */
+    bool pipeline_blocked;  /* a CMD_F_NO_PIPELINE command is queued or running */
+    bool in_pump;
+    bool waiting_drain;
+    bool closing;           /* free once output is flushed; read nothing more */
+    bool dead;              /* freed on the next loop turn */
+};
+
+struct conn_table {
+    struct conn **slots;
+    uint32_t cap;
+    uint32_t count;
+    uint32_t *free_slots;
+    uint32_t free_count;
+    uint32_t gen_counter;
+};
+
+/* The process's one registry: async callbacks carry only a token, so they find it here. */
+static struct conn_table *registry;
+
+static void conn_pump(struct conn *c);
+static void conn_kill(struct conn *c);
+static void conn_after_step(struct conn *c, enum cmd_status st);
+
+/* ------------------------------------------------------------------ registry */
+
+struct conn_table *conn_table_new(void)
+{
+    assert(registry == NULL);
+    struct conn_table *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        abort();
+    registry = t;
+    return t;
+}
+
+void conn_table_free(struct conn_table **tp)
+{
+    if (tp == NULL || *tp == NULL)
+        return;
+    struct conn_table *t = *tp;
+    free(t->slots);
+    free(t->free_slots);
+    free(t);
+    registry = NULL;
+    *tp = NULL;
+}
+
+size_t conn_table_count(const struct conn_table *t)
+{
+    return t->count;
+}
+
+static void table_insert(struct conn_table *t, struct conn *c)
+{
+    if (t->free_count == 0) {
+        uint32_t ncap = t->cap == 0 ? 64 : t->cap * 2;
+        struct conn **ns = realloc(t->slots, ncap * sizeof(*ns));
+        uint32_t *nf = realloc(t->free_slots, ncap * sizeof(*nf));
+        if (ns == NULL || nf == NULL)
+            abort();
+        t->slots = ns;
+        t->free_slots = nf;
+        for (uint32_t i = ncap; i > t->cap; i--) {
+            t->slots[i - 1] = NULL;
+            t->free_slots[t->free_count++] = i - 1;
+        }
+        t->cap = ncap;
+    }
+    c->slot = t->free_slots[--t->free_count];
+    c->gen = ++t->gen_counter;
+    t->slots[c->slot] = c;
+    t->count++;
+}
+
+static void table_remove(struct conn_table *t, struct conn *c)
+{
+    assert(t->slots[c->slot] == c);
+    t->slots[c->slot] = NULL;
+    t->free_slots[t->free_count++] = c->slot;
+    t->count--;
+}
+
+static uint64_t conn_token(const struct conn *c)
+{
+    return ((uint64_t)c->gen << 32) | c->slot;
+}
+
+/* The connection whose running command asked with token, or NULL when it is gone. */
+static struct conn *table_lookup(uint64_t token)
+{
+    if (registry == NULL)
+        return NULL;
+    uint32_t slot = (uint32_t)token;
+    uint32_t gen = (uint32_t)(token >> 32);
+    if (slot >= registry->cap)
+        return NULL;
+    struct conn *c = registry->slots[slot];
+    if (c == NULL || c->gen != gen || c->dead || c->running == NULL)
+        return NULL;
+    return c;
+}
+
+void conn_table_shutdown(struct conn_table *t, const char *text)
+{
+    for (uint32_t i = 0; i < t->cap; i++) {
+        struct conn *c = t->slots[i];
+        if (c == NULL || c->dead || c->closing)
+            continue;
+        if (c->running == NULL) {
+            reply_bye(c, "UNAVAILABLE", text);
+            conn_close_after_output(c);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ accessors */
+
+struct frontend *conn_frontend(const struct conn *c)
+{
+    return c->fe;
+}
+
+struct evbuffer *conn_output(struct conn *c)
+{
+    return bufferevent_get_output(c->bev);
+}
+
+enum conn_state conn_get_state(const struct conn *c)
+{
+    return c->state;
+}
+
+uint64_t conn_id(const struct conn *c)
+{
+    return c->id;
+}
+
+const char *conn_user(const struct conn *c)
+{
+    return c->user;
+}
+
+const char *conn_nsid(const struct conn *c)
+{
+    return c->user != NULL ? c->nsid : NULL;
+}
+
+const char *conn_peer(const struct conn *c)
+{
+    return c->peer;
+}
+
+bool conn_is_debug(const struct conn *c)
+{
+    return c->fe->cfg->debug;
+}
+
+bool conn_output_full(const struct conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) > DRAIN_HIGH;
+}
+
+void conn_set_authenticated(struct conn *c, const char *login, const char *nsid)
+{
+    free(c->user);
+    c->user = strdup(login);
+    if (c->user == NULL)
+        abort();
+    strncpy(c->nsid, nsid, sizeof(c->nsid) - 1);
+    c->nsid[sizeof(c->nsid) - 1] = '\0';
+    c->state = CONN_STATE_AUTH;
+    c->limits = &c->fe->cfg->auth;
+    c->commands_in_state = 0;
+    parser_set_limits(c->parser, &c->limits->parser);
+}
+
+unsigned conn_count_auth_failure(struct conn *c)
+{
+    return ++c->auth_failures;
+}
+
+/* ------------------------------------------------------------------ timers and closing */
+
+static void arm_idle_timer(struct conn *c)
+{
+    struct timeval tv = {(time_t)c->limits->idle_timeout_s, 0};
+    evtimer_add(c->idle_timer, &tv);
+}
+
+static void idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conn *c = arg;
+    if (c->dead || c->closing)
+        return;
+    if (c->running != NULL) { /* a long command is not idleness */
+        arm_idle_timer(c);
+        return;
+    }
+    log_write(LOG_INFO, "conn.timeout", "conn=%llu peer=%s state=%s", (unsigned long long)c->id,
+              c->peer, c->state == CONN_STATE_NOT_AUTH ? "preauth" : "auth");
+    reply_bye(c, NULL, c->state == CONN_STATE_NOT_AUTH ? "Timed out waiting for login"
+                                                       : "Autologout; idle for too long");
+    conn_close_after_output(c);
+}
+
+static void free_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conn *c = arg;
+    if (c->running != NULL) {
+        imap_command_free(&c->running->cmd);
+        free(c->running);
+        c->running = NULL;
+    }
+    while (c->q_len > 0) {
+        struct qitem *it = &c->queue[c->q_head];
+        imap_command_free(&it->cmd);
+        free(it->tag);
+        c->q_head = (c->q_head + 1) % c->q_cap;
+        c->q_len--;
+    }
+    free(c->queue);
+    parser_free(&c->parser);
+    bufferevent_free(c->bev);
+    event_free(c->idle_timer);
+    event_free(c->wait_timer);
+    free(c->user);
+    free(c);
+}
+
+/* Marks the connection dead and frees it on the next loop turn (never inside its callbacks). */
+static void conn_kill(struct conn *c)
+{
+    if (c->dead)
+        return;
+    c->dead = true;
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    evtimer_del(c->idle_timer);
+    evtimer_del(c->wait_timer);
+    table_remove(c->fe->conns, c);
+    log_write(LOG_INFO, "conn.close", "conn=%llu peer=%s user=%s", (unsigned long long)c->id,
+              c->peer, c->user != NULL ? c->user : "-");
+    if (event_base_once(c->fe->base, -1, EV_TIMEOUT, free_cb, c, NULL) != 0)
+        abort(); /* cannot happen short of OOM; leaking would be silent */
+}
+
+void conn_close_after_output(struct conn *c)
+{
+    if (c->dead)
+        return;
+    c->closing = true;
+    bufferevent_disable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        conn_kill(c);
+        return;
+    }
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/* ------------------------------------------------------------------ transcript */
+
+static void render_args(struct evbuffer *out, const struct imap_arg *args, size_t argc,
+                        size_t depth)
+{
+    for (size_t i = 0; i < argc && evbuffer_get_length(out) < 300; i++) {
+        const struct imap_arg *a = &args[i];
+        if (i > 0)
+            evbuffer_add(out, " ", 1);
+        switch (a->type) {
+        case IMAP_ARG_ATOM:
+            evbuffer_add(out, a->str, a->len > 100 ? 100 : a->len);
+            break;
+        case IMAP_ARG_NIL:
+            evbuffer_add(out, "NIL", 3);
+            break;
+        case IMAP_ARG_QUOTED:
+        case IMAP_ARG_LITERAL:
+            if (a->type == IMAP_ARG_LITERAL)
+                evbuffer_add_printf(out, "{%zu}", a->len);
+            else
+                reply_string(out, a->str, a->len > 100 ? 100 : a->len);
+            break;
+        case IMAP_ARG_LIST:
+            evbuffer_add(out, "(", 1);
+            if (depth < 4)
+                render_args(out, a->list, a->count, depth + 1);
+            evbuffer_add(out, ")", 1);
+            break;
+        }
+    }
+}
+
+static void log_client_line(struct conn *c, const struct imap_command *cmd, bool sensitive)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL)
+        return;
+    evbuffer_add_printf(b, "%s %s ", cmd->tag, cmd->name);
+    if (sensitive)
+        evbuffer_add(b, "***", 3);
+    else
+        render_args(b, cmd->args, cmd->argc, 0);
+    char q[512];
+    size_t len = evbuffer_get_length(b);
+    const char *p = (const char *)evbuffer_pullup(b, -1);
+    log_write(LOG_DEBUG, "imap.c", "conn=%llu line=%s", (unsigned long long)c->id,
+              log_quote(q, sizeof(q), p, len));
+    evbuffer_free(b);
+}
+
+/* ------------------------------------------------------------------ the queue */
+
+static bool queue_full(const struct conn *c)
+{
+    return c->q_len + 1 >= c->q_cap; /* one slot kept for an error item */
+}
+
+static void queue_push(struct conn *c, struct qitem it)
+{
+    assert(c->q_len < c->q_cap);
+    c->queue[(c->q_head + c->q_len) % c->q_cap] = it;
+    c->q_len++;
+}
+
+static void queue_error(struct conn *c, const char *tag, const char *status, const char *code,
+                        const char *text, bool fatal)
+{
+    struct qitem it = {NULL, NULL, status, code, text, fatal};
+    if (tag != NULL) {
+        it.tag = strdup(tag);
+        if (it.tag == NULL)
+            abort();
+    }
+    queue_push(c, it);
+}
+
+/* ------------------------------------------------------------------ running commands */
+
+static double elapsed_ms(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - since->tv_sec) * 1e3 + (double)(now.tv_nsec - since->tv_nsec) / 1e6;
+}
+
+static void finish_command(struct conn *c)
+{
+    struct cmd_ctx *ctx = c->running;
+    log_write(LOG_INFO, "command", "conn=%llu user=%s command=%s%s result=%s ms=%.3f",
+              (unsigned long long)c->id, c->user != NULL ? c->user : "-", ctx->uid ? "UID " : "",
+              ctx->desc->name, ctx->result != NULL ? ctx->result : "-", elapsed_ms(&c->started));
+    if (ctx->desc->flags & CMD_F_NO_PIPELINE)
+        c->pipeline_blocked = false;
+    imap_command_free(&ctx->cmd);
+    free(ctx);
+    c->running = NULL;
+    c->gen = ++c->fe->conns->gen_counter; /* stale tokens of this command now miss */
+    if (c->closing || c->dead)
+        return;
+    if (c->fe->draining && c->q_len == 0) {
+        reply_bye(c, "UNAVAILABLE", "Server shutting down");
+        conn_close_after_output(c);
+        return;
+    }
+    arm_idle_timer(c);
+}
+
+static void conn_after_step(struct conn *c, enum cmd_status st)
+{
+    if (c->dead)
+        return;
+    switch (st) {
+    case CMD_WAIT:
+        assert(c->running != NULL && c->running->next != NULL);
+        return;
+    case CMD_DONE:
+        finish_command(c);
+        break;
+    case CMD_ERR:
+        log_write(LOG_ERROR, "command.error", "conn=%llu command=%s", (unsigned long long)c->id,
+                  c->running->desc->name);
+        finish_command(c);
+        reply_bye(c, "SERVERBUG", "Internal error, closing connection");
+        conn_close_after_output(c);
+        return;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > c->fe->cfg->output_max) {
+        log_write(LOG_WARN, "conn.slow_reader", "conn=%llu peer=%s", (unsigned long long)c->id,
+                  c->peer);
+        conn_kill(c);
+        return;
+    }
+    if (!c->in_pump)
+        conn_pump(c);
+}
+
+static bool resolve_command(struct conn *c, struct cmd_ctx *ctx)
+{
+    const struct imap_command *cmd = ctx->cmd;
+    const struct cmd_desc *desc;
+    ctx->args = cmd->args;
+    ctx->argc = cmd->argc;
+    if (strcasecmp(cmd->name, "UID") == 0) {
+        if (cmd->argc < 1 || cmd->args[0].type != IMAP_ARG_ATOM) {
+            reply_status(c, cmd->tag, "BAD", NULL, "UID needs a command");
+            return false;
+        }
+        desc = commands_find(cmd->args[0].str, cmd->args[0].len);
+        if (desc == NULL || !(desc->flags & CMD_F_UID)) {
+            reply_status(c, cmd->tag, "BAD", NULL, "Unknown UID command");
+            return false;
+        }
+        ctx->uid = true;
+        ctx->args++;
+        ctx->argc--;
+    } else {
+        desc = commands_find(cmd->name, strlen(cmd->name));
+        if (desc == NULL) {
+            reply_status(c, cmd->tag, "BAD", NULL, "Unknown command");
+            return false;
+        }
+    }
+    if (!(desc->states & c->state)) {
+        reply_status(c, cmd->tag, "BAD", NULL,
+                      c->state == CONN_STATE_NOT_AUTH ? "Log in first"
+                                                      : "Command not valid in this state");
+        return false;
+    }
+    if (ctx->argc < (size_t)desc->min_args ||
+        (desc->max_args >= 0 && ctx->argc > (size_t)desc->max_args)) {
+        reply_status(c, cmd->tag, "BAD", NULL, "Wrong number of arguments");
+        return false;
+    }
+    ctx->desc = desc;
+    return true;
+}
+
+static void start_next(struct conn *c)
+{
+    struct qitem it = c->queue[c->q_head];
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_len--;
+    if (it.cmd == NULL) {
+        reply_status(c, it.tag, it.status, it.code, it.text);
+        free(it.tag);
+        if (it.fatal) {
+            reply_bye(c, NULL, it.text);
+            conn_close_after_output(c);
+        }
+        return;
+    }
+    const struct cmd_desc *maybe = commands_find(it.cmd->name, strlen(it.cmd->name));
+    bool sensitive = maybe != NULL && (maybe->flags & CMD_F_SENSITIVE);
+    if (log_enabled(LOG_DEBUG) && c->fe->cfg->debug)
+        log_client_line(c, it.cmd, sensitive);
+
+    uint32_t max_cmds = c->limits->max_commands;
+    if (max_cmds != 0 && ++c->commands_in_state > max_cmds) {
+        imap_command_free(&it.cmd);
+        reply_bye(c, "LIMIT", "Too many commands before login");
+        conn_close_after_output(c);
+        return;
+    }
+
+    struct cmd_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL)
+        abort();
+    ctx->conn = c;
+    ctx->cmd = it.cmd;
+    ctx->arena = it.cmd->arena;
+    ctx->tag = it.cmd->tag;
+    if (!resolve_command(c, ctx)) {
+        if (maybe != NULL && (maybe->flags & CMD_F_NO_PIPELINE))
+            c->pipeline_blocked = false;
+        imap_command_free(&ctx->cmd);
+        free(ctx);
+        return;
+    }
+    c->running = ctx;
+    clock_gettime(CLOCK_MONOTONIC, &c->started);
+    evtimer_del(c->idle_timer);
+    conn_after_step(c, ctx->desc->run(ctx));
+}
+
+/* Continues the running command with its next step; res is lent to the step, if any. */
+static void run_next_step(struct conn *c, const struct store_result *res)
+{
+    struct cmd_ctx *ctx = c->running;
+    cmd_step *next = ctx->next;
+    assert(next != NULL);
+    ctx->next = NULL;
+    ctx->store = res;
+    enum cmd_status st = next(ctx);
+    if (c->running == ctx)
+        ctx->store = NULL; /* borrowed: gone after the callback */
+    conn_after_step(c, st);
+}
+
+/* ------------------------------------------------------------------ literals */
+
+/* Decides a literal the parser stopped at; called only when nothing else is running or queued. */
+static void decide_literal(struct conn *c)
+{
+    const struct parser_literal_info *li = parser_literal(c->parser);
+    if (li->size <= c->limits->max_buffered_literal) {
+        parser_literal_accept(c->parser);
+        if (li->sync)
+            reply_continue(c, "Ready for literal data");
+        return;
+    }
+    /* RFC 7888 §4 / RFC 4469: refuse a literal we will not hold; a non-synchronizing one has its
+     * bytes read and discarded by the parser, a synchronizing one is simply never sent. */
+    char *tag = li->tag != NULL ? strdup(li->tag) : NULL;
+    parser_literal_reject(c->parser);
+    queue_error(c, tag, "NO", "TOOBIG", "Literal too large", false);
+    free(tag);
+}
+
+/* ------------------------------------------------------------------ input */
+
+static void handle_parser_error(struct conn *c)
+{
+    const char *why = parser_error(c->parser);
+    const char *tag = parser_error_tag(c->parser);
+    bool fatal = parser_error_fatal(c->parser);
+    log_write(LOG_INFO, "imap.parse_error", "conn=%llu error=\"%s\" fatal=%d",
+              (unsigned long long)c->id, why, fatal);
+    queue_error(c, tag, "BAD", NULL, why, fatal);
+    if (fatal)
+        c->pipeline_blocked = true; /* parse nothing more: the stream is not trusted */
+}
+
+static void update_reading(struct conn *c)
+{
+    if (c->dead || c->closing)
+        return;
+    bool blocked = c->pipeline_blocked || queue_full(c) || c->lit_pending;
+    if (blocked)
+        bufferevent_disable(c->bev, EV_READ);
+    else
+        bufferevent_enable(c->bev, EV_READ);
+}
+
+/*
+ * Moves the connection forward as far as it can without waiting: starts queued commands, decides
+ * pending literals, parses more input. Never recursive: steps that finish synchronously inside
+ * it only return here.
+ */
+static void conn_pump(struct conn *c)
+{
+    if (c->in_pump)
+        return;
+    c->in_pump = true;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while (!c->dead) {
+        if (c->closing) {
+            evbuffer_drain(in, evbuffer_get_length(in));
+            break;
+        }
+        if (c->running == NULL && c->q_len > 0) {
+            start_next(c);
+            continue;
+        }
+        if (c->pipeline_blocked || queue_full(c))
+            break;
+        if (c->lit_pending) {
+            /* Its "+" must not land inside another command's response. */
+            if (c->running != NULL || c->q_len > 0)
+                break;
+            c->lit_pending = false;
+            decide_literal(c);
+            continue;
+        }
+        if (evbuffer_get_length(in) == 0)
+            break;
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t used = 0;
+        enum parser_result r = parser_feed(c->parser, v.iov_base, v.iov_len, &used);
+        switch (r) {
+        case PARSER_NEED_MORE:
+            evbuffer_drain(in, used);
+            assert(used == v.iov_len); /* the parser keeps nothing unconsumed */
+            break;
+        case PARSER_COMMAND: {
+            evbuffer_drain(in, used);
+            struct imap_command *cmd = parser_take_command(c->parser);
+            const struct cmd_desc *d = commands_find(cmd->name, strlen(cmd->name));
+            if (d != NULL && (d->flags & CMD_F_NO_PIPELINE))
+                c->pipeline_blocked = true;
+            queue_push(c, (struct qitem){cmd, NULL, NULL, NULL, NULL, false});
+            break;
+        }
+        case PARSER_LITERAL:
+            evbuffer_drain(in, used);
+            c->lit_pending = true;
+            break;
+        case PARSER_LITERAL_DATA:
+            /* No command streams literals yet, so the parser is never asked to. */
+            evbuffer_drain(in, used);
+            log_write(LOG_ERROR, "conn.bug", "conn=%llu unexpected literal data",
+                      (unsigned long long)c->id);
+            conn_kill(c);
+            break;
+        case PARSER_ERROR:
+            evbuffer_drain(in, used);
+            handle_parser_error(c);
+            break;
+        }
+    }
+    c->in_pump = false;
+    update_reading(c);
+}
+
+/* ------------------------------------------------------------------ bufferevent callbacks */
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_pump(arg);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
+    if (c->closing) {
+        if (pending == 0)
+            conn_kill(c);
+        return;
+    }
+    if (c->waiting_drain && pending <= DRAIN_LOW) {
+        c->waiting_drain = false;
+        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+        if (c->running != NULL && c->running->next != NULL)
+            run_next_step(c, NULL);
+    }
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct conn *c = arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (what & BEV_EVENT_ERROR)
+            log_write(LOG_INFO, "conn.error", "conn=%llu error=\"%s\"", (unsigned long long)c->id,
+                      strerror(EVUTIL_SOCKET_ERROR()));
+        conn_kill(c);
+    }
+}
+
+/* ------------------------------------------------------------------ waiting */
+
+static void store_done(const struct store_result *res, uint64_t token)
+{
+    struct conn *c = table_lookup(token);
+    if (c == NULL || c->running->next == NULL)
+        return;
+    run_next_step(c, res);
+}
+
+enum cmd_status conn_redis(struct cmd_ctx *ctx, cmd_step *next, int argc, const char *const *argv,
+                           const size_t *argvlen)
+{
+    struct conn *c = ctx->conn;
+    ctx->next = next;
+    store_command(c->fe->store, c->id, store_done, conn_token(c), argc, argv, argvlen);
+    return CMD_WAIT;
+}
+
+enum cmd_status conn_eval(struct cmd_ctx *ctx, cmd_step *next, enum lua_script_id script,
+                          int nkeys, int argc, const char *const *argv, const size_t *argvlen)
+{
+    struct conn *c = ctx->conn;
+    ctx->next = next;
+    store_eval(c->fe->store, c->id, script, store_done, conn_token(c), nkeys, argc, argv, argvlen);
+    return CMD_WAIT;
+}
+
+struct work_wrap {
+    void (*work)(void *job);
+    void (*free_job)(void *job);
+    void *job;
+};
+
+static void work_run(void *arg)
+{
+    struct work_wrap *w = arg;
+    w->work(w->job);
+}
+
+static void work_done(void *arg, uint64_t token)
+{
+    struct work_wrap *w = arg;
+    void *job = w->job;
+    void (*free_job)(void *) = w->free_job;
+    free(w);
+    struct conn *c = table_lookup(token);
+    if (c == NULL || c->running->next == NULL) {
+        free_job(job);
+        return;
+    }
+    c->running->job = job;
+    run_next_step(c, NULL);
+}
+
+enum cmd_status conn_work(struct cmd_ctx *ctx, cmd_step *next, void (*work)(void *job),
+                          void (*free_job)(void *job), void *job, bool *full_r)
+{
+    struct conn *c = ctx->conn;
+    struct work_wrap *w = malloc(sizeof(*w));
+    if (w == NULL)
+        abort();
+    *w = (struct work_wrap){work, free_job, job};
+    *full_r = false;
+    if (workers_submit(c->fe->workers, work_run, work_done, w, conn_token(c)) != 0) {
+        free(w);
+        free_job(job);
+        *full_r = true;
+        return CMD_DONE;
+    }
+    ctx->next = next;
+    return CMD_WAIT;
+}
+
+static void wait_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conn *c = arg;
+    if (c->dead || c->running == NULL || c->running->next == NULL)
+        return;
+    run_next_step(c, NULL);
+}
+
+enum cmd_status conn_sleep(struct cmd_ctx *ctx, cmd_step *next, uint32_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    ctx->next = next;
+    evtimer_add(ctx->conn->wait_timer, &tv);
+    return CMD_WAIT;
+}
+
+enum cmd_status conn_wait_drain(struct cmd_ctx *ctx, cmd_step *next)
+{
+    struct conn *c = ctx->conn;
+    ctx->next = next;
+    c->waiting_drain = true;
+    bufferevent_setwatermark(c->bev, EV_WRITE, DRAIN_LOW, 0);
+    bufferevent_enable(c->bev, EV_WRITE);
+    return CMD_WAIT;
+}
+
+/* ------------------------------------------------------------------ accept */
+
+static void format_peer(char *out, size_t size, const struct sockaddr *sa)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(out, size, "%s:%u", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(out, size, "[%s]:%u", host, port);
+    } else {
+        snprintf(out, size, "unix");
+    }
+}
+
+int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int addrlen)
+{
+    (void)addrlen;
+    const struct config *cfg = fe->cfg;
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)); /* best effort */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return -1;
+    }
+    c->fe = fe;
+    c->id = ++fe->next_conn_id;
+    c->state = CONN_STATE_NOT_AUTH;
+    c->limits = &cfg->preauth;
+    format_peer(c->peer, sizeof(c->peer), addr);
+    c->q_cap = cfg->max_queued + 1;
+    c->queue = calloc(c->q_cap, sizeof(*c->queue));
+    c->parser = parser_new(&c->limits->parser);
+    c->bev = bufferevent_socket_new(fe->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->idle_timer = evtimer_new(fe->base, idle_cb, c);
+    c->wait_timer = evtimer_new(fe->base, wait_timer_cb, c);
+    if (c->queue == NULL || c->parser == NULL || c->bev == NULL || c->idle_timer == NULL ||
+        c->wait_timer == NULL) {
+        if (c->bev != NULL)
+            bufferevent_free(c->bev);
+        else
+            close(fd);
+        parser_free(&c->parser);
+        free(c->queue);
+        if (c->idle_timer != NULL)
+            event_free(c->idle_timer);
+        if (c->wait_timer != NULL)
+            event_free(c->wait_timer);
+        free(c);
+        return -1;
+    }
+    table_insert(fe->conns, c);
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    log_write(LOG_INFO, "conn.open", "conn=%llu peer=%s", (unsigned long long)c->id, c->peer);
+
+    if (fe->draining || conn_table_count(fe->conns) > cfg->max_connections) {
+        reply_bye(c, "UNAVAILABLE", fe->draining ? "Server shutting down" : "Too many connections");
+        conn_close_after_output(c);
+        return 0;
+    }
+    reply_greeting(c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    arm_idle_timer(c);
+    return 0;
+}

@@ -1,0 +1,121 @@
+/*
+ * conn: one client connection. Owns its bufferevent, parser, queue of parsed commands and the
+ * running command (STYLE.md ownership rule 1).
+ *
+ * Command model. A connection runs one command at a time. Commands the client pipelines are parsed
+ * ahead into a bounded queue (config max_queued); parsing pauses while the queue is full, after a
+ * command that must not be pipelined past (STARTTLS, IDLE, LOGOUT...), and at a literal while
+ * another command is still running (its "+" must not land inside another response).
+ * A handler returns CMD_DONE (it wrote its tagged reply), CMD_WAIT (it asked for something that
+ * will continue it: a Redis reply, a worker-pool result, a timer or an output drain) or CMD_ERR
+ * (an internal failure: the connection says BYE and closes). Before returning CMD_WAIT a handler
+ * sets ctx->next to the step that continues it.
+ *
+ * Async results find the connection through a token (slot + generation), never a raw pointer
+ * (STYLE.md rule 3); a result for a connection that is gone, or for a command that already ended,
+ * is dropped (and its job freed). A connection is never freed inside one of its own callbacks: it
+ * is marked closing and freed on the next loop turn (STYLE.md rule 4).
+ */
+#ifndef CIMAP_CONN_H
+#define CIMAP_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "frontend/parser.h"
+#include "frontend/store.h"
+
+struct frontend;
+struct conn;
+struct evbuffer;
+
+enum conn_state {
+    CONN_STATE_NOT_AUTH = 1 << 0,
+    CONN_STATE_AUTH = 1 << 1,
+    CONN_STATE_SELECTED = 1 << 2,
+    CONN_STATE_LOGOUT = 1 << 3,
+};
+
+enum cmd_status { CMD_DONE, CMD_WAIT, CMD_ERR };
+
+struct cmd_desc;
+struct cmd_ctx;
+typedef enum cmd_status cmd_step(struct cmd_ctx *ctx);
+
+/* The running command. Owned by its connection; freed (with its arena) after it ends. */
+struct cmd_ctx {
+    struct conn *conn;            /* valid while a step runs */
+    const struct cmd_desc *desc;
+    struct imap_command *cmd;     /* owns the arena, tag and arguments */
+    struct arena *arena;          /* == cmd->arena: per-command allocations */
+    const char *tag;
+    const struct imap_arg *args;  /* arguments after the command name (after "UID x" for UID forms) */
+    size_t argc;
+    bool uid;                     /* came as "UID <name>" */
+    cmd_step *next;               /* set before returning CMD_WAIT */
+    void *state;                  /* the handler's own state, usually in the arena */
+    const struct store_result *store; /* during a step continued by a Redis reply */
+    void *job;                    /* during a step continued by a worker result (handler frees) */
+    const char *result;           /* "OK" / "NO" / "BAD", set by reply_tagged, for the log */
+};
+
+/* Accepts a connected socket: creates the connection (and greets it). -1 on failure (fd closed). */
+int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int addrlen);
+
+/* Registry of live connections. Owned by the frontend. */
+struct conn_table *conn_table_new(void);
+void conn_table_free(struct conn_table **t);
+size_t conn_table_count(const struct conn_table *t);
+
+/* Sends "* BYE <text>" to every connection not running a command and closes them (drain). */
+void conn_table_shutdown(struct conn_table *t, const char *text);
+
+/* Accessors for handlers and the reply writer. */
+struct frontend *conn_frontend(const struct conn *c);
+struct evbuffer *conn_output(struct conn *c);
+enum conn_state conn_get_state(const struct conn *c);
+uint64_t conn_id(const struct conn *c);
+const char *conn_user(const struct conn *c);   /* NULL before login */
+const char *conn_nsid(const struct conn *c);   /* NULL before login */
+const char *conn_peer(const struct conn *c);   /* client address for logs */
+bool conn_is_debug(const struct conn *c);
+
+/* Enters the authenticated state for login/nsid (copied); switches to the authenticated limits. */
+void conn_set_authenticated(struct conn *c, const char *login, const char *nsid);
+
+/* Counts a failed authentication; returns the count so far. */
+unsigned conn_count_auth_failure(struct conn *c);
+
+/* After the current command's tagged reply: close once the output is flushed. */
+void conn_close_after_output(struct conn *c);
+
+/* --- Waiting: each returns CMD_WAIT for the handler to pass on, after setting ctx->next. --- */
+
+/* Sends a Redis command on the connection's shard; the reply continues ctx->next. */
+enum cmd_status conn_redis(struct cmd_ctx *ctx, cmd_step *next, int argc, const char *const *argv,
+                           const size_t *argvlen);
+
+/* EVALSHA of an embedded script (argv = nkeys keys then args); the reply continues ctx->next. */
+enum cmd_status conn_eval(struct cmd_ctx *ctx, cmd_step *next, enum lua_script_id script,
+                          int nkeys, int argc, const char *const *argv, const size_t *argvlen);
+
+/*
+ * Runs work(job) on the worker pool; done continues ctx->next with ctx->job = job (the step frees
+ * it). If the connection or command is gone by then, free_job(job) is called instead. When the
+ * pool is saturated, job is freed and *full_r set: the caller answers NO [UNAVAILABLE].
+ */
+enum cmd_status conn_work(struct cmd_ctx *ctx, cmd_step *next, void (*work)(void *job),
+                          void (*free_job)(void *job), void *job, bool *full_r);
+
+/* Continues ctx->next after ms milliseconds. */
+enum cmd_status conn_sleep(struct cmd_ctx *ctx, cmd_step *next, uint32_t ms);
+
+/* Continues ctx->next once the client's unsent output is below the low-water mark. */
+enum cmd_status conn_wait_drain(struct cmd_ctx *ctx, cmd_step *next);
+
+/* True when unsent output is above the high-water mark (a streaming handler should wait). */
+bool conn_output_full(const struct conn *c);
+
+#endif

@@ -1,0 +1,153 @@
+/*
+ * cimapd: configuration, the event base, the Redis store, the worker pool, listeners and signals.
+ * SIGTERM/SIGINT drain: stop accepting, BYE to clients between commands, let running commands
+ * finish, exit when the last connection is gone or after the grace period. Nothing here holds
+ * mail state: all of it lives in Redis (DESIGN.md).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "frontend/config.h"
+#include "frontend/conn.h"
+#include "frontend/frontend.h"
+#include "frontend/listener.h"
+#include "frontend/log.h"
+#include "frontend/startup.h"
+#include "frontend/store.h"
+#include "frontend/workers.h"
+
+#define DRAIN_GRACE_S 30
+
+struct process {
+    struct frontend fe;
+    struct listener *listeners[CONFIG_MAX_LISTEN];
+    struct event *sig_term;
+    struct event *sig_int;
+    struct event *drain_check;
+    int drain_ticks;
+};
+
+static void close_listeners(struct process *p)
+{
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        listener_free(&p->listeners[i]);
+}
+
+static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct process *p = arg;
+    size_t left = conn_table_count(p->fe.conns);
+    if (left == 0 || ++p->drain_ticks > DRAIN_GRACE_S * 10) {
+        log_write(LOG_INFO, "shutdown", "connections_left=%zu", left);
+        event_base_loopexit(p->fe.base, NULL);
+        return;
+    }
+    struct timeval tv = {0, 100000};
+    evtimer_add(p->drain_check, &tv);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct process *p = arg;
+    if (p->fe.draining) {
+        log_write(LOG_WARN, "shutdown.forced", "signal=%d", (int)sig);
+        event_base_loopexit(p->fe.base, NULL);
+        return;
+    }
+    log_write(LOG_INFO, "shutdown.drain", "signal=%d connections=%zu", (int)sig,
+              conn_table_count(p->fe.conns));
+    p->fe.draining = true;
+    close_listeners(p);
+    conn_table_shutdown(p->fe.conns, "Server shutting down");
+    struct timeval tv = {0, 0};
+    evtimer_add(p->drain_check, &tv);
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    int rc = config_load(&cfg, argc, argv);
+    if (rc != 0) {
+        config_free(&cfg);
+        return rc > 0 ? 0 : 64; /* EX_USAGE */
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    struct process p;
+    memset(&p, 0, sizeof(p));
+    p.fe.cfg = &cfg;
+    p.fe.base = event_base_new();
+    if (p.fe.base == NULL) {
+        fprintf(stderr, "cimapd: cannot create the event base\n");
+        return 71;
+    }
+    p.fe.dns = evdns_base_new(p.fe.base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (p.fe.dns == NULL) {
+        log_write(LOG_WARN, "dns", "msg=\"no resolv.conf nameservers; only numeric Redis hosts\"");
+        p.fe.dns = evdns_base_new(p.fe.base, 0);
+    }
+    struct store_config scfg;
+    store_config_defaults(&scfg);
+    scfg.url = cfg.redis_url;
+    scfg.pool_size = cfg.redis_pool;
+    scfg.timeout_ms = cfg.redis_timeout_ms;
+    const char *error = NULL;
+    p.fe.store = store_new(p.fe.base, p.fe.dns, &scfg, &error);
+    if (p.fe.store == NULL) {
+        fprintf(stderr, "cimapd: --redis: %s\n", error);
+        return 64;
+    }
+    p.fe.workers = workers_new(p.fe.base, cfg.workers, 1024, &error);
+    if (p.fe.workers == NULL) {
+        fprintf(stderr, "cimapd: worker pool: %s\n", error);
+        return 71;
+    }
+    p.fe.conns = conn_table_new();
+    int exit_code = 0;
+    for (size_t i = 0; i < cfg.listen_count; i++) {
+        p.listeners[i] = listener_open(&p.fe, cfg.listen[i], &error);
+        if (p.listeners[i] == NULL) {
+            fprintf(stderr, "cimapd: --listen %s: %s\n", cfg.listen[i], error);
+            exit_code = 71;
+            goto out;
+        }
+    }
+    p.sig_term = evsignal_new(p.fe.base, SIGTERM, signal_cb, &p);
+    p.sig_int = evsignal_new(p.fe.base, SIGINT, signal_cb, &p);
+    p.drain_check = evtimer_new(p.fe.base, drain_check_cb, &p);
+    if (p.sig_term == NULL || p.sig_int == NULL || p.drain_check == NULL ||
+        evsignal_add(p.sig_term, NULL) != 0 || evsignal_add(p.sig_int, NULL) != 0 ||
+        startup_begin(&p.fe) != 0) {
+        fprintf(stderr, "cimapd: cannot set up signals\n");
+        exit_code = 71;
+        goto out;
+    }
+    log_write(LOG_INFO, "start", "version=%s redis=%s", CIMAP_VERSION, cfg.redis_url);
+    event_base_dispatch(p.fe.base);
+
+out:
+    close_listeners(&p);
+    startup_end();
+    if (p.sig_term != NULL)
+        event_free(p.sig_term);
+    if (p.sig_int != NULL)
+        event_free(p.sig_int);
+    if (p.drain_check != NULL)
+        event_free(p.drain_check);
+    /* Connections still open after the grace period are dropped with the process. */
+    workers_free(&p.fe.workers);
+    store_free(&p.fe.store);
+    conn_table_free(&p.fe.conns);
+    evdns_base_free(p.fe.dns, 0);
+    event_base_free(p.fe.base);
+    config_free(&cfg);
+    return exit_code;
+}
