@@ -202,15 +202,11 @@ out:
  */
 static int sweep_namespace(struct db *d, const char *nsid, size_t *deleted_r)
 {
-    struct key pattern;
+    struct key pattern, prefix;
     keys_ns_pattern(&pattern, nsid);
-    /* ns_sweep.lua checks every key against the prefix: the pattern without its final '*'. */
-    if (pattern.len == 0 || pattern.s[pattern.len - 1] != '*') {
-        admin_error("internal error: unexpected namespace pattern");
-        return ADMIN_EX_SOFTWARE;
-    }
-    const char *prefix[] = {pattern.s};
-    const size_t prefix_len[] = {pattern.len - 1};
+    keys_ns_prefix(&prefix, nsid);
+    const char *prefix_v[] = {prefix.s};
+    const size_t prefix_len[] = {prefix.len};
 
     *deleted_r = 0;
     for (int pass = 0; pass < SWEEP_MAX_PASSES; pass++) {
@@ -250,7 +246,7 @@ static int sweep_namespace(struct db *d, const char *nsid, size_t *deleted_r)
                     break;
                 found += n;
                 redisReply *swept;
-                if (db_script(d, LUA_SCRIPT_NS_SWEEP, n, keys, keylen, 1, prefix, prefix_len,
+                if (db_script(d, LUA_SCRIPT_NS_SWEEP, n, keys, keylen, 1, prefix_v, prefix_len,
                               &swept, &error) != 0) {
                     freeReplyObject(reply);
                     return admin_db_fail(d, "cannot delete namespace keys", error);
