@@ -150,6 +150,8 @@ static void *xrealloc(void *ptr, size_t size)
 
 static void tok_append(struct parser *p, const uint8_t *s, size_t n)
 {
+    if (n == 0)
+        return;
     if (p->tok_cap - p->tok_len < n) {
         size_t cap = p->tok_cap ? p->tok_cap : 64;
         while (cap - p->tok_len < n)
@@ -514,7 +516,7 @@ enum parser_result parser_feed(struct parser *p, const uint8_t *data, size_t len
                 p->cmd->tag = arena_strndup(p->arena, p->tok, p->tok_len);
                 FAIL("missing command name");
             } else {
-                FAIL(p->tok_len == 0 ? "missing tag" : "invalid character in tag");
+                FAIL(p->tok_len == 0 && data[pos] == ' ' ? "missing tag" : "invalid character in tag");
             }
             break;
         }
@@ -534,10 +536,10 @@ enum parser_result parser_feed(struct parser *p, const uint8_t *data, size_t len
             if (pos == len)
                 break;
             uint8_t e = data[pos];
-            if (p->tok_len == 0)
-                FAIL("missing command name");
             if (e != ' ' && e != '\r' && e != '\n')
                 FAIL("invalid character in command name");
+            if (p->tok_len == 0)
+                FAIL("missing command name");
             p->cmd->name = arena_strndup(p->arena, p->tok, p->tok_len);
             p->tok_len = 0;
             p->state = ST_ARG;
