@@ -65,13 +65,21 @@ typedef void store_cb(const struct store_result *res, uint64_t token);
 int store_url_parse(const char *url, char **host_r, uint16_t *port_r, uint32_t *db_r,
                     const char **error_r);
 
-/* Creates the pool and starts connecting. Returns NULL with *error_r on a bad configuration. */
+/*
+ * Creates the pool; connecting starts on the next loop turn (nothing is called back from here).
+ * Returns NULL with *error_r (static text) on a bad configuration. base and dns are borrowed and
+ * must outlive the store. dns may be NULL when the URL's host is a numeric IPv4/IPv6 address.
+ */
 struct store *store_new(struct event_base *base, struct evdns_base *dns,
                         const struct store_config *cfg, const char **error_r);
 
 /*
- * Disconnects and frees; every pending request's callback runs with STORE_UNAVAILABLE first.
- * Sets *s to NULL. NULL-safe.
+ * Disconnects and frees; every pending request's callback runs with STORE_UNAVAILABLE first
+ * (requests issued from those callbacks are answered STORE_UNAVAILABLE "store closed" too, before
+ * this returns; *s stays valid until then). Sets *s to NULL. NULL-safe. Must not be called from
+ * inside a store callback.
+ * A name resolution in progress is cancelled; evdns still calls back on a later loop turn (or
+ * when the evdns base is freed) to release a few bytes.
  */
 void store_free(struct store **s);
 
@@ -79,15 +87,21 @@ void store_free(struct store **s);
 bool store_ready(const struct store *s);
 
 /*
- * Sends one command (argv form, binary-safe). shard picks the connection (same shard, same
- * connection while it is up), so one session's requests stay in order.
+ * Sends one command (argv form, binary-safe; argv is copied before this returns). shard picks the
+ * connection (shard % pool_size while it is ready, else the next ready one), so one session's
+ * requests stay in order. With no ready connection the callback gets STORE_UNAVAILABLE
+ * "redis not connected" on a later loop turn. Callbacks may issue new requests re-entrantly.
+ * Replies nested deeper than hiredis 0.14 accepts (7 levels) drop the connection: keep them flat.
  */
 void store_command(struct store *s, uint64_t shard, store_cb *cb, uint64_t token, int argc,
                    const char *const *argv, const size_t *argvlen);
 
 /*
  * EVALSHA of an embedded script: argv holds nkeys keys followed by the script's arguments
- * (argc in total).
+ * (argc in total). A -NOSCRIPT answer (SCRIPT FLUSH behind our back) is retried once as EVAL
+ * with the embedded body, transparently, on the same connection; the request keeps its deadline.
+ * The formatted command is kept until the reply (for that retry): one extra copy of the
+ * arguments per eval in flight.
  */
 void store_eval(struct store *s, uint64_t shard, enum lua_script_id script, store_cb *cb,
                 uint64_t token, int nkeys, int argc, const char *const *argv,
@@ -99,8 +113,11 @@ struct store_stats {
     uint64_t errors;       /* STORE_ERROR answers */
     uint64_t unavailable;  /* STORE_UNAVAILABLE answers */
     uint64_t timeouts;
-    uint64_t reconnects;
+    uint64_t reconnects;   /* connections ready again after having been lost */
     unsigned connected;    /* connections ready now */
+    /* Extensions (store.c): */
+    uint64_t noscript_retries; /* EVALSHA answered NOSCRIPT and re-sent as EVAL */
+    bool policy_ok;        /* the last (re)connect saw maxmemory-policy noeviction */
 };
 void store_get_stats(const struct store *s, struct store_stats *out);
 
