@@ -113,6 +113,7 @@ void conn_table_free(struct conn_table **tp)
     if (tp == NULL || *tp == NULL)
         return;
     struct conn_table *t = *tp;
+    assert(t->count == 0); /* conn_table_close_all() and a loop turn first */
     free(t->slots);
     free(t->free_slots);
     free(t);
@@ -173,6 +174,14 @@ static struct conn *table_lookup(uint64_t token)
     if (c == NULL || c->gen != gen || c->dead || c->running == NULL)
         return NULL;
     return c;
+}
+
+void conn_table_close_all(struct conn_table *t)
+{
+    for (uint32_t i = 0; i < t->cap; i++) {
+        if (t->slots[i] != NULL)
+            conn_kill(t->slots[i]);
+    }
 }
 
 void conn_table_shutdown(struct conn_table *t, const char *text)

@@ -69,6 +69,9 @@ struct conn_table *conn_table_new(void);
 void conn_table_free(struct conn_table **t);
 size_t conn_table_count(const struct conn_table *t);
 
+/* Drops every connection at once (process exit); they are freed on the next loop turn. */
+void conn_table_close_all(struct conn_table *t);
+
 /* Sends "* BYE <text>" to every connection not running a command and closes them (drain). */
 void conn_table_shutdown(struct conn_table *t, const char *text);
 

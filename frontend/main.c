@@ -136,13 +136,15 @@ int main(int argc, char **argv)
 out:
     close_listeners(&p);
     startup_end();
+    /* Connections still open after the grace period are dropped; one more loop turn frees them. */
+    conn_table_close_all(p.fe.conns);
+    event_base_loop(p.fe.base, EVLOOP_NONBLOCK);
     if (p.sig_term != NULL)
         event_free(p.sig_term);
     if (p.sig_int != NULL)
         event_free(p.sig_int);
     if (p.drain_check != NULL)
         event_free(p.drain_check);
-    /* Connections still open after the grace period are dropped with the process. */
     workers_free(&p.fe.workers);
     store_free(&p.fe.store);
     conn_table_free(&p.fe.conns);
