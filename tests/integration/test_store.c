@@ -36,7 +36,9 @@
 #include "frontend/store.h"
 #include "lua/scripts.h"
 
-#define REDIS_SERVER "/usr/bin/redis-server"
+#ifndef CIMAP_REDIS_SERVER
+#define CIMAP_REDIS_SERVER "/usr/bin/redis-server"
+#endif
 
 /* ---- redis-server processes ----------------------------------------------------------------- */
 
@@ -148,7 +150,7 @@ static void redis_start(struct redis_proc *p, const char *const *extra)
         for (int i = 0; extra != NULL && extra[i] != NULL && n < 23; i++)
             argv[n++] = extra[i];
         argv[n] = NULL;
-        execv(REDIS_SERVER, (char *const *)argv);
+        execv(CIMAP_REDIS_SERVER, (char *const *)argv);
         _exit(127);
     }
     p->pid = pid;
