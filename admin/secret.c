@@ -100,10 +100,7 @@ static int check_password(const char *pw, size_t len, const char **error_r)
 
 static int prompt(const char *text, char *buf, size_t *len_r, const char **error_r)
 {
-    if (fputs(text, stderr) == EOF || fflush(stderr) == EOF) {
-        *error_r = "cannot write the prompt";
-        return -1;
-    }
+    /* Echo off (dropping typeahead) before the prompt shows, so no answer typed after it is lost. */
     struct termios t = saved_termios;
     t.c_lflag &= ~(tcflag_t)ECHO;
     t.c_lflag |= ECHONL;
@@ -111,6 +108,11 @@ static int prompt(const char *text, char *buf, size_t *len_r, const char **error
     if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &t) != 0) {
         echo_off = 0;
         *error_r = "cannot turn off terminal echo";
+        return -1;
+    }
+    if (fputs(text, stderr) == EOF || fflush(stderr) == EOF) {
+        restore_echo();
+        *error_r = "cannot write the prompt";
         return -1;
     }
     int rc = read_bytes(buf, SECRET_BUF, true, len_r, error_r);

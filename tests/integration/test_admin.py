@@ -8,6 +8,8 @@ Python 3 standard library only.
     CIMAP_ADMIN=build/cimap-admin python3 tests/integration/test_admin.py -v
 """
 import os
+import pty
+import select
 import shutil
 import socket
 import subprocess
@@ -445,6 +447,56 @@ class TestErrors(AdminTestCase):
                                stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
             self.assertEqual(p.returncode, EX_USAGE)
             self.assertIn(b"--password-stdin", p.stderr)
+
+    def run_on_tty(self, args, answers):
+        """Runs cimap-admin with a pseudo-terminal as stdin, answering each prompt in turn."""
+        master, slave = pty.openpty()
+        p = subprocess.Popen([ADMIN, "--redis", self.url] + args, stdin=slave,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        os.close(slave)
+        echoed, prompts = b"", b""
+        try:
+            for i, answer in enumerate(answers):
+                # Answer only once the prompt is out: the prompt flushes earlier typeahead.
+                while prompts.count(b": ") <= i:
+                    ready, _, _ = select.select([p.stderr], [], [], 10)
+                    self.assertTrue(ready, "no prompt; got %r" % prompts)
+                    chunk = os.read(p.stderr.fileno(), 1024)
+                    self.assertTrue(chunk, "no prompt; got %r" % prompts)
+                    prompts += chunk
+                os.write(master, answer + b"\n")
+            out, err = p.communicate(timeout=30)
+            while True:
+                ready, _, _ = select.select([master], [], [], 0.2)
+                if not ready:
+                    break
+                try:
+                    chunk = os.read(master, 1024)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                echoed += chunk
+        finally:
+            os.close(master)
+        return p.returncode, prompts + err, echoed
+
+    def test_terminal_prompt(self):
+        rc, err, echoed = self.run_on_tty(["set-user", "tty", *KDF], [b"hidden-pw", b"hidden-pw"])
+        self.assertEqual(rc, EX_OK, err)
+        self.assertIn(b"Password (again): ", err)
+        self.assertNotIn(b"hidden-pw", echoed)  # echo was off
+        self.assertEqual(self.check("tty", "hidden-pw"), EX_OK)
+
+        rc, err, _ = self.run_on_tty(["check-user", "tty"], [b"hidden-pw"])
+        self.assertEqual(rc, EX_OK, err)
+        rc, err, _ = self.run_on_tty(["check-user", "tty"], [b"wrong"])
+        self.assertEqual(rc, EX_MISMATCH, err)
+
+        rc, err, _ = self.run_on_tty(["set-user", "tty2", *KDF], [b"one", b"two"])
+        self.assertEqual(rc, EX_USAGE, err)
+        self.assertIn(b"do not match", err)
+        self.assertEqual(self.r.call("EXISTS", "/users/tty2"), 0)
 
     def test_help(self):
         p = self.admin("--help")
