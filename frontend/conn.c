@@ -76,6 +76,8 @@ struct conn {
     bool pipeline_blocked;  /* a CMD_F_NO_PIPELINE command is queued or running */
     bool in_pump;
     bool waiting_drain;
+    bool want_line;         /* the running command waits for a raw line (conn_read_line) */
+    bool discarding_line;   /* dropping the rest of an over-long raw line */
     bool closing;           /* free once output is flushed; read nothing more */
     bool dead;              /* freed on the next loop turn */
 };
@@ -95,6 +97,7 @@ static struct conn_table *registry;
 static void conn_pump(struct conn *c);
 static void conn_kill(struct conn *c);
 static void conn_after_step(struct conn *c, enum cmd_status st);
+static void update_reading(struct conn *c);
 
 /* ------------------------------------------------------------------ registry */
 
@@ -461,6 +464,10 @@ static void conn_after_step(struct conn *c, enum cmd_status st)
     switch (st) {
     case CMD_WAIT:
         assert(c->running != NULL && c->running->next != NULL);
+        if (c->want_line && !c->in_pump)
+            conn_pump(c);
+        else if (c->want_line)
+            update_reading(c);
         return;
     case CMD_DONE:
         finish_command(c);
@@ -623,11 +630,48 @@ static void update_reading(struct conn *c)
 {
     if (c->dead || c->closing)
         return;
-    bool blocked = c->pipeline_blocked || queue_full(c) || c->lit_pending;
-    if (blocked)
-        bufferevent_disable(c->bev, EV_READ);
-    else
+    bool wanted = c->want_line || !(c->pipeline_blocked || queue_full(c) || c->lit_pending);
+    if (wanted)
         bufferevent_enable(c->bev, EV_READ);
+    else
+        bufferevent_disable(c->bev, EV_READ);
+}
+
+/*
+ * Delivers one raw line to a command waiting in conn_read_line. Returns false when no complete
+ * line is buffered yet (an over-long partial line is dropped as it arrives, never buffered).
+ */
+static bool take_line(struct conn *c, struct evbuffer *in)
+{
+    size_t max = c->limits->parser.max_line;
+    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+    if (eol.pos < 0) {
+        size_t have = evbuffer_get_length(in);
+        if (have > max) {
+            evbuffer_drain(in, have);
+            c->discarding_line = true;
+        }
+        return false;
+    }
+    size_t len = (size_t)eol.pos;
+    struct cmd_ctx *ctx = c->running;
+    if (c->discarding_line || len > max + 1) {
+        evbuffer_drain(in, len + 1);
+        c->discarding_line = false;
+        ctx->line = NULL;
+        ctx->line_len = 0;
+    } else {
+        char *line = arena_alloc(ctx->arena, len + 1);
+        evbuffer_remove(in, line, len);
+        evbuffer_drain(in, 1);
+        if (len > 0 && line[len - 1] == '\r')
+            len--;
+        line[len] = '\0';
+        ctx->line = line;
+        ctx->line_len = len;
+    }
+    c->want_line = false;
+    return true;
 }
 
 /*
@@ -648,6 +692,12 @@ static void conn_pump(struct conn *c)
         }
         if (c->running == NULL && c->q_len > 0) {
             start_next(c);
+            continue;
+        }
+        if (c->running != NULL && c->want_line) {
+            if (!take_line(c, in))
+                break;
+            run_next_step(c, NULL);
             continue;
         }
         if (c->pipeline_blocked || queue_full(c))
@@ -810,6 +860,15 @@ enum cmd_status conn_work(struct cmd_ctx *ctx, cmd_step *next, void (*work)(void
         return CMD_DONE;
     }
     ctx->next = next;
+    return CMD_WAIT;
+}
+
+enum cmd_status conn_read_line(struct cmd_ctx *ctx, cmd_step *next)
+{
+    struct conn *c = ctx->conn;
+    assert(ctx->desc->flags & CMD_F_NO_PIPELINE);
+    ctx->next = next;
+    c->want_line = true; /* conn_after_step pumps: the line may already be buffered */
     return CMD_WAIT;
 }
 

@@ -59,6 +59,9 @@ struct cmd_ctx {
     const struct store_result *store; /* during a step continued by a Redis reply */
     void *job;                    /* during a step continued by a worker result (handler frees) */
     const char *result;           /* "OK" / "NO" / "BAD", set by reply_tagged, for the log */
+    const char *line;             /* during a step continued by conn_read_line: the line, or NULL
+                                   * when it exceeded the line limit (it was discarded) */
+    size_t line_len;
 };
 
 /* Accepts a connected socket: creates the connection (and greets it). -1 on failure (fd closed). */
@@ -111,6 +114,14 @@ enum cmd_status conn_eval(struct cmd_ctx *ctx, cmd_step *next, enum lua_script_i
  */
 enum cmd_status conn_work(struct cmd_ctx *ctx, cmd_step *next, void (*work)(void *job),
                           void (*free_job)(void *job), void *job, bool *full_r);
+
+/*
+ * Reads the next line the client sends (CRLF or LF removed; NUL-terminated copy in the arena) and
+ * continues ctx->next with ctx->line / ctx->line_len. For continuation dialogues (AUTHENTICATE,
+ * IDLE's DONE) of commands flagged CMD_F_NO_PIPELINE, so nothing has been parsed past them. A line
+ * longer than the connection's line limit is discarded and delivered as ctx->line == NULL.
+ */
+enum cmd_status conn_read_line(struct cmd_ctx *ctx, cmd_step *next);
 
 /* Continues ctx->next after ms milliseconds. */
 enum cmd_status conn_sleep(struct cmd_ctx *ctx, cmd_step *next, uint32_t ms);
