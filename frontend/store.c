@@ -31,6 +31,9 @@
  * Timers: one libevent timer per request, added with a libevent "common timeout" so that
  * thousands of identical deadlines cost O(1) each instead of a heap operation.
  *
+ * Out of memory aborts: a request must be answered exactly once, and without memory it cannot
+ * even be queued for its answer.
+ *
  * Not done here: Redis Cluster redirections (-MOVED/-ASK are plain STORE_ERROR), AUTH/TLS to
  * Redis, the persistence-policy check, pub/sub (a separate connection owned elsewhere).
  */

@@ -8,10 +8,15 @@
  * - Reconnect with exponential backoff; on every (re)connect all lua/ scripts are loaded (SCRIPT
  *   LOAD, checked against the embedded SHA1) and maxmemory-policy is checked (loud warning unless
  *   noeviction) before the connection takes traffic.
- * - Redis errors -OOM, -LOADING, -BUSY, -READONLY, -MASTERDOWN, timeouts and disconnects become
- *   STORE_UNAVAILABLE with a short reason; other error replies become STORE_ERROR with the text.
+ * - Redis errors -OOM, -LOADING, -BUSY, -READONLY, -MASTERDOWN, -TRYAGAIN, -CLUSTERDOWN, timeouts
+ *   and disconnects become STORE_UNAVAILABLE with a short reason (the Redis error text, "timeout",
+ *   "connection lost", "redis not connected", "store closed"); other error replies become
+ *   STORE_ERROR with the text.
  * - EVALSHA answered -NOSCRIPT (someone ran SCRIPT FLUSH) is retried once as EVAL on the same
- *   connection, so order is kept.
+ *   connection. Evals keep their order (after a flush every EVALSHA already in the pipeline fails
+ *   too and is retried in turn), but a plain command pipelined behind the failed EVALSHA runs
+ *   before its retry: a read issued right behind a write may, in that rare case, see the state
+ *   before the write.
  *
  * Callbacks receive a caller token (e.g. connection id + command sequence), never a pointer to a
  * client: the caller looks its object up and drops the result if it is gone (STYLE.md rule 3).

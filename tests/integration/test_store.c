@@ -659,8 +659,7 @@ static void test_timeout_and_recovery(void **state)
     cmd(s, 0, 0, 3, "DEBUG", "SLEEP", "1");
     cmd(s, 0, 1, 1, "PING");
     wait_called(0, 2000);
-    long long elapsed = now_ms() - t0;
-    assert_true(elapsed >= 250 && elapsed < 900);
+    assert_true(now_ms() - t0 >= 250); /* answered by the timer, well before Redis wakes */
     assert_int_equal(cap[0].status, STORE_UNAVAILABLE);
     assert_string_equal(cap[0].error, "timeout");
     wait_called(1, 1000);
@@ -835,6 +834,89 @@ static void test_localhost_via_evdns(void **state)
     store_free(&s);
 }
 
+/* redis://host:port/DB selects DB on every connection; a DB Redis refuses keeps it not ready. */
+static void test_select_db(void **state)
+{
+    (void)state;
+    snprintf(url_buf, sizeof(url_buf), "redis://127.0.0.1:%u/3", (unsigned)main_redis.port);
+    struct store *s = new_store(url_buf, 2, 2000);
+    wait_connected(s, 2, 3000);
+    cmd(s, 0, 0, 3, "SET", "test:db", "three");
+    cmd(s, 1, 1, 3, "SET", "test:db", "three");
+    wait_called(0, 2000);
+    wait_called(1, 2000);
+    assert_int_equal(cap[0].status, STORE_OK);
+    assert_int_equal(cap[1].status, STORE_OK);
+    store_free(&s);
+    redisContext *ctx = redis_sync_connect(main_redis.port);
+    assert_non_null(ctx);
+    redisReply *r = redisCommand(ctx, "SELECT 3");
+    assert_non_null(r);
+    freeReplyObject(r);
+    r = redisCommand(ctx, "GET test:db");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "three");
+    freeReplyObject(r);
+    r = redisCommand(ctx, "SELECT 0");
+    freeReplyObject(r);
+    r = redisCommand(ctx, "EXISTS test:db");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    redisFree(ctx);
+
+    stderr_capture_begin();
+    snprintf(url_buf, sizeof(url_buf), "redis://127.0.0.1:%u/99", (unsigned)main_redis.port);
+    s = new_store(url_buf, 1, 2000);
+    run_for(300);
+    bool ready = store_ready(s);
+    store_free(&s);
+    const char *log = stderr_capture_end();
+    assert_false(ready);
+    assert_non_null(strstr(log, "level=error event=redis.select"));
+}
+
+/* A name whose lookup never completes: the connect deadline cancels it, again and again, and
+ * store_free cancels the one in progress; no leak, no late callback into freed memory. */
+static void test_unresolvable_name(void **state)
+{
+    (void)state;
+    int udp = socket(AF_INET, SOCK_DGRAM, 0); /* a "nameserver" that never answers */
+    assert_true(udp >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(udp, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t len = sizeof(sa);
+    assert_int_equal(getsockname(udp, (struct sockaddr *)&sa, &len), 0);
+    char ns[64];
+    snprintf(ns, sizeof(ns), "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    struct evdns_base *silent = evdns_base_new(base, 0);
+    assert_non_null(silent);
+    assert_int_equal(evdns_base_nameserver_ip_add(silent, ns), 0);
+
+    struct store_config cfg;
+    store_config_defaults(&cfg);
+    cfg.url = "redis://cimap-test.invalid:6379";
+    cfg.pool_size = 2;
+    cfg.connect_timeout_ms = 100;
+    cfg.backoff_min_ms = 10;
+    cfg.backoff_max_ms = 40;
+    const char *err = NULL;
+    struct store *s = store_new(base, silent, &cfg, &err);
+    assert_non_null(s);
+    run_for(450);
+    assert_false(store_ready(s));
+    cmd(s, 0, 0, 1, "PING");
+    wait_called(0, 1000);
+    assert_int_equal(cap[0].status, STORE_UNAVAILABLE);
+    store_free(&s);
+    run_for(20);
+    evdns_base_free(silent, 1);
+    close(udp);
+}
+
 #define PIPELINE_N 10000
 
 static struct {
@@ -985,6 +1067,8 @@ int main(void)
                                         loop_teardown),
         cmocka_unit_test_setup_teardown(test_kill_and_restart, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(test_localhost_via_evdns, loop_setup, loop_teardown),
+        cmocka_unit_test_setup_teardown(test_select_db, loop_setup, loop_teardown),
+        cmocka_unit_test_setup_teardown(test_unresolvable_name, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_10000_in_order, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(test_reentrant_chain, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(test_free_with_pending, loop_setup, loop_teardown),
