@@ -803,6 +803,20 @@ static void deferred_unlink(struct store *s, struct store_req *r)
     r->prev = r->next = NULL;
 }
 
+static struct store_req *deferred_pop(struct store *s)
+{
+    struct store_req *r = s->deferred_head;
+    if (r == NULL)
+        return NULL;
+    s->deferred_head = r->next;
+    if (r->next != NULL)
+        r->next->prev = NULL;
+    else
+        s->deferred_tail = NULL;
+    r->next = NULL;
+    return r;
+}
+
 /* Answers r STORE_UNAVAILABLE from the loop (never from inside store_command). */
 static void req_defer(struct store_req *r, const char *reason)
 {
@@ -877,7 +891,8 @@ static int req_retry_eval(struct store_req *r, redisAsyncContext *ac)
         return -1;
     memcpy(buf, head, (size_t)hn);
     memcpy(buf + hn, ls->body, ls->len);
-    memcpy(buf + (size_t)hn + ls->len, "\r\n", 2);
+    buf[(size_t)hn + ls->len] = '\r';
+    buf[(size_t)hn + ls->len + 1] = '\n';
     memcpy(buf + (size_t)hn + ls->len + 2, r->cmd + r->cmd_tail, tail_len);
     int rc = redisAsyncFormattedCommand(ac, req_reply_cb, r, buf, len);
     free(buf);
@@ -1134,9 +1149,8 @@ void store_free(struct store **sp)
         c->ac = NULL;
     }
     /* Deferred requests, including any made by the callbacks above or below. */
-    while (s->deferred_head != NULL) {
-        struct store_req *r = s->deferred_head;
-        deferred_unlink(s, r);
+    struct store_req *r;
+    while ((r = deferred_pop(s)) != NULL) {
         req_answer(r, STORE_UNAVAILABLE, NULL, r->reason);
         req_free(r);
     }
