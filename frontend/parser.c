@@ -135,6 +135,12 @@ static inline bool is_quoted_plain(uint8_t c)
     return c != '"' && c != '\\' && c != '\r' && c != '\n' && c != '\0';
 }
 
+/* Inside the [...] of a fetch attribute, outside quoted strings. */
+static inline bool is_bracket_plain(uint8_t c)
+{
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '[' && c != ']' && c != '{';
+}
+
 static inline bool is_digit(uint8_t c)
 {
     return c >= '0' && c <= '9';
@@ -658,33 +664,56 @@ enum parser_result parser_feed(struct parser *p, const uint8_t *data, size_t len
             break;
         }
 
-        case ST_BRACKET:
-            if (c == '\r' || c == '\n')
+        case ST_BRACKET: {
+            /* runs of ordinary bytes first, then one special byte through the switch below */
+            size_t n = 0;
+            if (!p->bracket_esc) {
+                if (p->bracket_quote)
+                    RUN(is_quoted_plain, data + pos, len - pos, n);
+                else
+                    RUN(is_bracket_plain, data + pos, len - pos, n);
+            }
+            size_t room = p->limits.max_line - p->line_len;
+            if (n > room) {
+                pos += room;
+                p->line_len += room;
+                FAIL("line too long");
+            }
+            tok_append(p, data + pos, n);
+            pos += n;
+            p->line_len += n;
+            if (pos == len)
+                break;
+            uint8_t e = data[pos];
+            if (e == '\r' || e == '\n')
                 FAIL("unterminated '[' in fetch attribute");
-            if (c == '\0' || (c < 0x20 && c != '\t') || c == 0x7f)
-                FAIL("invalid character in fetch attribute");
-            if (p->bracket_quote) {
-                if (p->bracket_esc)
-                    p->bracket_esc = false;
-                else if (c == '\\')
+            if (p->bracket_esc) {
+                if (e != '\\' && e != '"')
+                    FAIL("invalid escape in quoted string");
+                p->bracket_esc = false;
+            } else if (p->bracket_quote) {
+                if (e == '\0')
+                    FAIL("NUL in quoted string");
+                if (e == '\\')
                     p->bracket_esc = true;
-                else if (c == '"')
-                    p->bracket_quote = false;
-            } else if (c >= 0x80) {
-                FAIL("invalid character in fetch attribute");
-            } else if (c == '{') {
+                else
+                    p->bracket_quote = false; /* '"' */
+            } else if (e == '{') {
                 FAIL("literal inside fetch attribute");
-            } else if (c == '"') {
+            } else if (e == '"') {
                 p->bracket_quote = true;
-            } else if (c == '[') {
+            } else if (e == '[') {
                 p->bracket_depth++;
-            } else if (c == ']') {
+            } else if (e == ']') {
                 if (--p->bracket_depth == 0)
                     p->state = ST_ATOM;
+            } else {
+                FAIL("invalid character in fetch attribute");
             }
             LINE_BYTE();
-            tok_append_byte(p, c);
+            tok_append_byte(p, e);
             break;
+        }
 
         case ST_QUOTED: {
             size_t n;
