@@ -288,7 +288,7 @@ int store_url_parse(const char *url, char **host_r, uint16_t *port_r, uint32_t *
     return 0;
 }
 
-/* ---- small helpers ---------------------------------------------------------------------------- */
+/* ---- small helpers -------------------------------------------------------------------------- */
 
 static struct timeval ms_to_tv(uint32_t ms)
 {
@@ -451,8 +451,13 @@ static void hs_select_cb(redisAsyncContext *ac, void *reply, void *privdata)
     if (r == NULL || c->state != CONN_HANDSHAKE || c->ac != ac)
         return;
     if (r->type != REDIS_REPLY_STATUS) {
-        log_write(LOG_ERROR, "redis.select", "conn=%u db=%" PRIu32 " err=\"%s\"", c->index,
-                  c->store->db, r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        char err[128];
+        if (r->type == REDIS_REPLY_ERROR)
+            log_quote(err, sizeof(err), r->str, r->len);
+        else
+            snprintf(err, sizeof(err), "\"unexpected reply type %d\"", r->type);
+        log_write(LOG_ERROR, "redis.select", "conn=%u db=%" PRIu32 " err=%s", c->index,
+                  c->store->db, err);
         conn_drop(c, reason_lost);
     }
 }
@@ -490,13 +495,13 @@ static void hs_config_cb(redisAsyncContext *ac, void *reply, void *privdata)
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
         r->element[1]->type == REDIS_REPLY_STRING) {
         const redisReply *v = r->element[1];
-        s->stats.policy_ok = v->len == strlen("noeviction") && memcmp(v->str, "noeviction", v->len) == 0;
+        s->stats.policy_ok = v->len == 10 && memcmp(v->str, "noeviction", 10) == 0;
         if (!s->stats.policy_ok) {
             char policy[64];
             log_quote(policy, sizeof(policy), v->str, v->len);
             log_write(LOG_WARN, "redis.maxmemory_policy",
-                      "conn=%u addr=%s policy=%s msg=\"maxmemory-policy is not noeviction: Redis may "
-                      "evict keys and silently delete mail; set maxmemory-policy noeviction\"",
+                      "conn=%u addr=%s policy=%s msg=\"maxmemory-policy is not noeviction: Redis "
+                      "may evict keys and silently delete mail; set maxmemory-policy noeviction\"",
                       c->index, conn_addr(c), policy);
         }
     } else {

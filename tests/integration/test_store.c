@@ -360,7 +360,7 @@ static struct store *new_store(const char *url, unsigned pool, uint32_t timeout_
     return s;
 }
 
-/* ---- stderr capture (log lines) --------------------------------------------------------------- */
+/* ---- stderr capture (log lines) ------------------------------------------------------------- */
 
 static int saved_stderr = -1;
 static FILE *captured_stderr;
@@ -390,7 +390,7 @@ static const char *stderr_capture_end(void)
     return text;
 }
 
-/* ---- fixtures --------------------------------------------------------------------------------- */
+/* ---- fixtures ------------------------------------------------------------------------------- */
 
 static int group_setup(void **state)
 {
@@ -439,7 +439,7 @@ static int loop_teardown(void **state)
     return 0;
 }
 
-/* ---- scenarios -------------------------------------------------------------------------------- */
+/* ---- scenarios ------------------------------------------------------------------------------ */
 
 static void test_url_parse(void **state)
 {
