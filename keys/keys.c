@@ -108,3 +108,102 @@ void keys_ns_channel(struct key *k, const char *nsid)
 {
     ns_key(k, nsid, "channel");
 }
+
+bool keys_hex_valid(const char *s, size_t len, size_t want)
+{
+    if (len != want)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+bool keys_mbxid_valid(const char *s, size_t len)
+{
+    return len == KEYS_MBXID_LEN && s[0] == 'F' && keys_hex_valid(s + 1, len - 1, len - 1);
+}
+
+static void random_hex(char *out, size_t digits)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t done = 0;
+    while (done < digits) {
+        uuid_t u;
+        uuid_generate_random(u); /* 122 random bits; use 15 bytes of it */
+        for (size_t i = 1; i < 16 && done < digits; i++) {
+            if (i == 6 || i == 8)
+                continue; /* the version and variant bytes are not random */
+            out[done++] = hex[u[i] >> 4];
+            if (done < digits)
+                out[done++] = hex[u[i] & 15];
+        }
+    }
+    out[digits] = '\0';
+}
+
+void keys_mbxid_new(char out[KEYS_MBXID_LEN + 1])
+{
+    out[0] = 'F';
+    random_hex(out + 1, KEYS_MBXID_LEN - 1);
+}
+
+void keys_staging_id_new(char out[KEYS_STAGING_LEN + 1])
+{
+    random_hex(out, KEYS_STAGING_LEN);
+}
+
+void keys_ns_mailboxes(struct key *k, const char *nsid)
+{
+    ns_key(k, nsid, "mailboxes");
+}
+
+void keys_ns_subscriptions(struct key *k, const char *nsid)
+{
+    ns_key(k, nsid, "subscriptions");
+}
+
+void keys_ns_threads(struct key *k, const char *nsid)
+{
+    ns_key(k, nsid, "threads");
+}
+
+void keys_ns_gc(struct key *k, const char *nsid)
+{
+    ns_key(k, nsid, "gc");
+}
+
+void keys_staging(struct key *k, const char *nsid, const char *staging_id)
+{
+    assert(keys_nsid_valid(nsid, strlen(nsid)));
+    assert(keys_hex_valid(staging_id, strlen(staging_id), KEYS_STAGING_LEN));
+    key_fmt(k, "/ns/{%s}/staging/%s", nsid, staging_id);
+}
+
+void keys_content(struct key *k, const char *nsid, const char *sha256)
+{
+    assert(keys_nsid_valid(nsid, strlen(nsid)));
+    assert(keys_hex_valid(sha256, strlen(sha256), KEYS_SHA256_LEN));
+    key_fmt(k, "/ns/{%s}/content/%s", nsid, sha256);
+}
+
+void keys_content_raw(struct key *k, const char *nsid, const char *sha256)
+{
+    assert(keys_nsid_valid(nsid, strlen(nsid)));
+    assert(keys_hex_valid(sha256, strlen(sha256), KEYS_SHA256_LEN));
+    key_fmt(k, "/ns/{%s}/content/%s/raw", nsid, sha256);
+}
+
+void keys_mbx(struct key *k, const char *nsid, const char *mbxid, enum keys_mbx_part part)
+{
+    static const char *const suffix[KEYS_MBX_PART_COUNT] = {
+        [KEYS_MBX] = "",           [KEYS_MBX_UIDS] = "/uids",       [KEYS_MBX_RUNS] = "/runs",
+        [KEYS_MBX_MSG] = "/msg",   [KEYS_MBX_FLAGS] = "/flags",     [KEYS_MBX_MODSEQ] = "/modseq",
+        [KEYS_MBX_UNSEEN] = "/unseen", [KEYS_MBX_DELETED] = "/deleted", [KEYS_MBX_LOG] = "/log",
+    };
+    assert(keys_nsid_valid(nsid, strlen(nsid)));
+    assert(keys_mbxid_valid(mbxid, strlen(mbxid)));
+    assert(part < KEYS_MBX_PART_COUNT);
+    key_fmt(k, "/ns/{%s}/mbx/%s%s", nsid, mbxid, suffix[part]);
+}

@@ -62,4 +62,60 @@ void keys_ns_pattern(struct key *k, const char *nsid);
 /* "/ns/{<nsid>}/channel": pub/sub channel that wakes the user's sessions. */
 void keys_ns_channel(struct key *k, const char *nsid);
 
+/* --- mailboxes and messages (keys/README.md "Mailboxes") --- */
+
+#define KEYS_MBXID_LEN 33   /* "F" + 32 lowercase hex digits */
+#define KEYS_SHA256_LEN 64  /* content id: SHA-256 of the raw message, lowercase hex */
+#define KEYS_STAGING_LEN 32 /* staging id: 32 lowercase hex digits */
+
+/* True when s is a mailbox id as made by keys_mbxid_new(). */
+bool keys_mbxid_valid(const char *s, size_t len);
+
+/* Writes a fresh random mailbox id and its NUL into out. */
+void keys_mbxid_new(char out[KEYS_MBXID_LEN + 1]);
+
+/* True when s is KEYS_SHA256_LEN lowercase hex digits (also used for staging ids of 32). */
+bool keys_hex_valid(const char *s, size_t len, size_t want);
+
+/* Writes a fresh random staging id (32 hex digits) and its NUL into out. */
+void keys_staging_id_new(char out[KEYS_STAGING_LEN + 1]);
+
+/* "/ns/{<nsid>}/mailboxes": hash, mailbox name (modified UTF-7, INBOX upper case) -> mailbox id. */
+void keys_ns_mailboxes(struct key *k, const char *nsid);
+
+/* "/ns/{<nsid>}/subscriptions": set of subscribed mailbox names. */
+void keys_ns_subscriptions(struct key *k, const char *nsid);
+
+/* "/ns/{<nsid>}/threads": hash, Message-ID -> THREADID. */
+void keys_ns_threads(struct key *k, const char *nsid);
+
+/* "/ns/{<nsid>}/gc": sorted set, content id -> unix time its last reference went. */
+void keys_ns_gc(struct key *k, const char *nsid);
+
+/* "/ns/{<nsid>}/staging/<id>": string with a TTL, an APPEND literal being uploaded. */
+void keys_staging(struct key *k, const char *nsid, const char *staging_id);
+
+/* "/ns/{<nsid>}/content/<sha256>": hash, the stored parse of one message content. */
+void keys_content(struct key *k, const char *nsid, const char *sha256);
+
+/* "/ns/{<nsid>}/content/<sha256>/raw": string, the message bytes (GETRANGE for partial reads). */
+void keys_content_raw(struct key *k, const char *nsid, const char *sha256);
+
+/* The keys of one mailbox, "/ns/{<nsid>}/mbx/<mbxid>" followed by the part's suffix. */
+enum keys_mbx_part {
+    KEYS_MBX,         /* ""          hash: name, uidvalidity, uidnext, highestmodseq, counters */
+    KEYS_MBX_UIDS,    /* "/uids"     sorted set: uid -> uid (ZRANK = sequence number - 1) */
+    KEYS_MBX_RUNS,    /* "/runs"     sorted set: "first:last" -> first, runs of consecutive uids */
+    KEYS_MBX_MSG,     /* "/msg"      hash: uid -> "<sha256> <internaldate> <size> <emailid> <threadid>" */
+    KEYS_MBX_FLAGS,   /* "/flags"    hash: uid -> flags, space separated (absent: none) */
+    KEYS_MBX_MODSEQ,  /* "/modseq"   sorted set: uid -> modseq of its last change */
+    KEYS_MBX_UNSEEN,  /* "/unseen"   sorted set: uid -> uid, messages without \Seen */
+    KEYS_MBX_DELETED, /* "/deleted"  sorted set: uid -> uid, messages with \Deleted */
+    KEYS_MBX_LOG,     /* "/log"      stream: the change log, entry id "<modseq>-1" */
+    KEYS_MBX_PART_COUNT
+};
+
+/* Builds the key of one part of a mailbox. mbxid must be keys_mbxid_valid (asserted). */
+void keys_mbx(struct key *k, const char *nsid, const char *mbxid, enum keys_mbx_part part);
+
 #endif

@@ -38,6 +38,60 @@ static void test_formats(void **state)
     assert_key(&k, "/ns/{" NSID "}/channel");
 }
 
+#define MBX "F0123456789abcdef0123456789abcdef"
+#define SHA "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+static void test_mailbox_formats(void **state)
+{
+    (void)state;
+    static const char *const want[KEYS_MBX_PART_COUNT] = {
+        "/ns/{" NSID "}/mbx/" MBX,           "/ns/{" NSID "}/mbx/" MBX "/uids",
+        "/ns/{" NSID "}/mbx/" MBX "/runs",   "/ns/{" NSID "}/mbx/" MBX "/msg",
+        "/ns/{" NSID "}/mbx/" MBX "/flags",  "/ns/{" NSID "}/mbx/" MBX "/modseq",
+        "/ns/{" NSID "}/mbx/" MBX "/unseen", "/ns/{" NSID "}/mbx/" MBX "/deleted",
+        "/ns/{" NSID "}/mbx/" MBX "/log",
+    };
+    struct key k;
+    for (int p = 0; p < KEYS_MBX_PART_COUNT; p++) {
+        keys_mbx(&k, NSID, MBX, (enum keys_mbx_part)p);
+        assert_key(&k, want[p]);
+    }
+    keys_ns_mailboxes(&k, NSID);
+    assert_key(&k, "/ns/{" NSID "}/mailboxes");
+    keys_ns_subscriptions(&k, NSID);
+    assert_key(&k, "/ns/{" NSID "}/subscriptions");
+    keys_ns_threads(&k, NSID);
+    assert_key(&k, "/ns/{" NSID "}/threads");
+    keys_ns_gc(&k, NSID);
+    assert_key(&k, "/ns/{" NSID "}/gc");
+    keys_content(&k, NSID, SHA);
+    assert_key(&k, "/ns/{" NSID "}/content/" SHA);
+    keys_content_raw(&k, NSID, SHA);
+    assert_key(&k, "/ns/{" NSID "}/content/" SHA "/raw");
+    keys_staging(&k, NSID, "0123456789abcdef0123456789abcdef");
+    assert_key(&k, "/ns/{" NSID "}/staging/0123456789abcdef0123456789abcdef");
+}
+
+static void test_ids(void **state)
+{
+    (void)state;
+    char a[KEYS_MBXID_LEN + 1];
+    char b[KEYS_MBXID_LEN + 1];
+    keys_mbxid_new(a);
+    keys_mbxid_new(b);
+    assert_true(keys_mbxid_valid(a, strlen(a)));
+    assert_string_not_equal(a, b);
+    assert_true(keys_mbxid_valid(MBX, strlen(MBX)));
+    assert_false(keys_mbxid_valid("G0123456789abcdef0123456789abcdef", 33));
+    assert_false(keys_mbxid_valid("F0123456789ABCDEF0123456789abcdef", 33));
+    assert_false(keys_mbxid_valid(MBX, 32));
+    char s[KEYS_STAGING_LEN + 1];
+    keys_staging_id_new(s);
+    assert_true(keys_hex_valid(s, strlen(s), KEYS_STAGING_LEN));
+    assert_true(keys_hex_valid(SHA, strlen(SHA), KEYS_SHA256_LEN));
+    assert_false(keys_hex_valid(SHA, strlen(SHA), KEYS_STAGING_LEN));
+}
+
 static void test_login_validation(void **state)
 {
     (void)state;
@@ -86,6 +140,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_mailbox_formats),
+        cmocka_unit_test(test_ids),
         cmocka_unit_test(test_login_validation),
         cmocka_unit_test(test_nsid),
     };
