@@ -71,8 +71,8 @@ enum lit_hdr {
 };
 
 #define ARENA_INITIAL 1024
-#define TOK_KEEP 1024   /* scratch capacities kept between commands */
-#define STACK_KEEP 32
+#define TOK_KEEP 256    /* scratch capacities kept between commands (idle connections are many) */
+#define STACK_KEEP 16
 #define FRAMES_KEEP 8
 
 struct parser {

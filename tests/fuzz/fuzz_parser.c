@@ -80,6 +80,25 @@ static void tr_u64(struct transcript *t, uint64_t v)
     tr_add(t, &v, sizeof(v));
 }
 
+/* The set rebuilt from its own numbers (when small) is the same set. */
+static void check_from_numbers(struct arena *ar, const struct seqset *set)
+{
+    uint64_t count = seqset_count(set);
+    if (count > 256)
+        return;
+    uint32_t nums[256];
+    size_t n = 0;
+    for (size_t k = set->count; k-- > 0;) /* descending, so seqset_from_numbers must sort */
+        for (uint64_t v = set->ranges[k].last + 1ull; v-- > set->ranges[k].first;)
+            nums[n++] = (uint32_t)v;
+    struct seqset built;
+    const char *error = NULL;
+    CHECK(seqset_from_numbers(ar, nums, n, &built, &error) == 0);
+    CHECK(built.count == set->count);
+    CHECK(built.count == 0 ||
+          memcmp(built.ranges, set->ranges, built.count * sizeof(*built.ranges)) == 0);
+}
+
 static void check_seqset(const struct imap_arg *a)
 {
     struct arena *ar = arena_new(256);
@@ -102,6 +121,7 @@ static void check_seqset(const struct imap_arg *a)
                 count += (uint64_t)set.ranges[k].last - set.ranges[k].first + 1;
             }
             CHECK(seqset_count(&set) == count);
+            check_from_numbers(ar, &set);
             if (set.count > 0) {
                 char *text = seqset_format_arena(ar, &set);
                 struct seqset again;
@@ -142,11 +162,18 @@ static void check_arg(struct transcript *t, const struct imap_arg *a, const stru
         tr_add(t, a->str, a->len);
         if (a->type == IMAP_ARG_ATOM && a->len < 64)
             check_seqset(a);
+        CHECK(imap_arg_atom_eq(a, "NIL") == (a->type == IMAP_ARG_NIL));
+        if (a->type == IMAP_ARG_QUOTED)
+            CHECK(imap_arg_is_astring(a));
+        else if (memchr(a->str, ' ', a->len) != NULL || memchr(a->str, '*', a->len) != NULL)
+            CHECK(!imap_arg_is_astring(a));
         break;
     case IMAP_ARG_LITERAL:
         CHECK(a->len <= l->max_literal);
         tr_u64(t, a->len);
         tr_u64(t, (uint64_t)a->streamed * 2 + a->literal8);
+        CHECK(imap_arg_is_astring(a) == !a->streamed);
+        CHECK(!imap_arg_atom_eq(a, "NIL"));
         if (!a->streamed) {
             CHECK(a->str != NULL && a->str[a->len] == '\0');
             tr_add(t, a->str, a->len);
@@ -157,6 +184,7 @@ static void check_arg(struct transcript *t, const struct imap_arg *a, const stru
         break;
     case IMAP_ARG_LIST:
         CHECK(depth < l->max_depth);
+        CHECK(!imap_arg_is_astring(a));
         CHECK(a->count == 0 || a->list != NULL);
         tr_u64(t, a->count);
         for (size_t i = 0; i < a->count; i++)
