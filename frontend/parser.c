@@ -120,6 +120,11 @@ static inline bool is_arg_atom_char(uint8_t c)
     return c > 0x20 && c < 0x7f && c != '(' && c != ')' && c != '{' && c != '"';
 }
 
+static inline bool is_atom_run_char(uint8_t c)
+{
+    return is_arg_atom_char(c) && c != '[';
+}
+
 static inline bool is_tag_char(uint8_t c)
 {
     return is_arg_atom_char(c) && c != '%' && c != '*' && c != '\\' && c != '+';
@@ -427,6 +432,24 @@ static size_t top_level_count(const struct parser *p)
     return p->depth > 0 ? p->frames[0] - 1 : p->sp;
 }
 
+/*
+ * Appends the n line bytes at data[*pos] to the token and advances *pos. Returns false when they
+ * would exceed max_line; *pos then stops at the first byte past the limit (the error's byte).
+ */
+static bool token_run(struct parser *p, const uint8_t *data, size_t *pos, size_t n)
+{
+    size_t room = p->limits.max_line - p->line_len;
+    if (n > room) {
+        *pos += room;
+        p->line_len += room;
+        return false;
+    }
+    tok_append(p, data + *pos, n);
+    *pos += n;
+    p->line_len += n;
+    return true;
+}
+
 /* Starting a new argument: counts it against max_args. */
 static bool arg_start_ok(struct parser *p)
 {
@@ -502,15 +525,8 @@ enum parser_result parser_feed(struct parser *p, const uint8_t *data, size_t len
         case ST_TAG: {
             size_t n;
             RUN(is_tag_char, data + pos, len - pos, n);
-            size_t room = p->limits.max_line - p->line_len;
-            if (n > room) {
-                pos += room;
-                p->line_len += room;
+            if (!token_run(p, data, &pos, n))
                 FAIL("line too long");
-            }
-            tok_append(p, data + pos, n);
-            pos += n;
-            p->line_len += n;
             if (pos == len)
                 break;
             if (data[pos] == ' ' && p->tok_len > 0) {
@@ -530,15 +546,8 @@ enum parser_result parser_feed(struct parser *p, const uint8_t *data, size_t len
         case ST_NAME: {
             size_t n;
             RUN(is_name_char, data + pos, len - pos, n);
-            size_t room = p->limits.max_line - p->line_len;
-            if (n > room) {
-                pos += room;
-                p->line_len += room;
+            if (!token_run(p, data, &pos, n))
                 FAIL("line too long");
-            }
-            tok_append(p, data + pos, n);
-            pos += n;
-            p->line_len += n;
             if (pos == len)
                 break;
             uint8_t e = data[pos];
@@ -632,20 +641,10 @@ enum parser_result parser_feed(struct parser *p, const uint8_t *data, size_t len
 
         case ST_ATOM: {
             size_t n;
-            RUN(is_arg_atom_char, data + pos, len - pos, n);
-            /* a '[' may open a fetch section: stop the run there to look at the prefix */
-            const uint8_t *br = memchr(data + pos, '[', n);
-            if (br != NULL)
-                n = (size_t)(br - (data + pos));
-            size_t room = p->limits.max_line - p->line_len;
-            if (n > room) {
-                pos += room;
-                p->line_len += room;
+            /* the run stops at '[', which may open a fetch section: the prefix decides */
+            RUN(is_atom_run_char, data + pos, len - pos, n);
+            if (!token_run(p, data, &pos, n))
                 FAIL("line too long");
-            }
-            tok_append(p, data + pos, n);
-            pos += n;
-            p->line_len += n;
             if (pos == len)
                 break;
             if (data[pos] == '[') {
@@ -673,15 +672,8 @@ enum parser_result parser_feed(struct parser *p, const uint8_t *data, size_t len
                 else
                     RUN(is_bracket_plain, data + pos, len - pos, n);
             }
-            size_t room = p->limits.max_line - p->line_len;
-            if (n > room) {
-                pos += room;
-                p->line_len += room;
+            if (!token_run(p, data, &pos, n))
                 FAIL("line too long");
-            }
-            tok_append(p, data + pos, n);
-            pos += n;
-            p->line_len += n;
             if (pos == len)
                 break;
             uint8_t e = data[pos];
@@ -718,15 +710,8 @@ enum parser_result parser_feed(struct parser *p, const uint8_t *data, size_t len
         case ST_QUOTED: {
             size_t n;
             RUN(is_quoted_plain, data + pos, len - pos, n);
-            size_t room = p->limits.max_line - p->line_len;
-            if (n > room) {
-                pos += room;
-                p->line_len += room;
+            if (!token_run(p, data, &pos, n))
                 FAIL("line too long");
-            }
-            tok_append(p, data + pos, n);
-            pos += n;
-            p->line_len += n;
             if (pos == len)
                 break;
             uint8_t e = data[pos];
