@@ -123,6 +123,8 @@ bool mail_utf8_valid(const uint8_t *s, size_t len)
  * stops early (leaving a cut sequence) only when final is false. */
 static size_t lenient_utf8(const uint8_t *in, size_t len, bool final, struct mail_buf *out)
 {
+    if (len == 0)
+        return 0;
     size_t i = 0, run = 0;
     while (i < len) {
         if (in[i] < 0x80) {
@@ -148,6 +150,8 @@ static size_t lenient_utf8(const uint8_t *in, size_t len, bool final, struct mai
 void mail_charset_conv_feed(struct mail_charset_conv *c, const uint8_t *in, size_t len,
                             struct mail_buf *out)
 {
+    if (len == 0)
+        return;
     if (!c->utf8) {
         size_t run = 0;
         for (size_t i = 0; i < len; i++) {
@@ -263,6 +267,8 @@ static void flush_words(struct mail_buf *bytes, struct mail_str *cs, struct mail
 
 void mail_header_decode(const uint8_t *v, size_t len, struct mail_buf *out)
 {
+    if (v == NULL || len == 0)
+        return;
     struct mail_buf bytes = { 0 }; /* decoded bytes of adjacent words in one charset */
     struct mail_str cur_cs = { NULL, 0 };
     size_t i = 0, plain = 0;
@@ -318,6 +324,8 @@ void mail_header_decode(const uint8_t *v, size_t len, struct mail_buf *out)
 
 void mail_param_decode_2231(const uint8_t *v, size_t len, struct mail_buf *out)
 {
+    if (v == NULL || len == 0)
+        return;
     const uint8_t *q1 = memchr(v, '\'', len);
     const uint8_t *q2 = q1 ? memchr(q1 + 1, '\'', len - (size_t)(q1 + 1 - v)) : NULL;
     const uint8_t *cs = NULL;

@@ -681,8 +681,13 @@ static size_t feed_body(struct mail_parser *p, const uint8_t *data, size_t len, 
                     return i + take;
                 }
                 if (p->counting) {
+                    /* bytes of this line from earlier chunks; a CR just before the LF at data[i]
+                     * is the line end, which the scan below holds back itself */
+                    size_t earlier = have;
+                    if (nl != NULL && take == 0 && earlier > 0 && p->pend.data[earlier - 1] == '\r')
+                        earlier--;
                     count_flush_held(p);
-                    count_feed(p, p->pend.data, have);
+                    count_feed(p, p->pend.data, earlier);
                 }
                 mail_buf_reset(&p->pend);
             } else if (p->counting) {

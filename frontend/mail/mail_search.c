@@ -71,6 +71,8 @@ bool mail_header_next(const uint8_t *h, size_t len, size_t *pos, struct mail_hea
 
 void mail_header_unfold(const uint8_t *v, size_t len, struct mail_buf *out)
 {
+    if (v == NULL)
+        return;
     size_t a = 0, b = len;
     while (a < b && (mail_is_wsp(v[a]) || v[a] == '\r' || v[a] == '\n'))
         a++;
@@ -661,7 +663,8 @@ void mail_base_subject(const uint8_t *subject, size_t len, struct mail_buf *out)
         }
         break;
     }
-    mail_buf_append(out, s + a, b - a);
+    if (b > a)
+        mail_buf_append(out, s + a, b - a);
     mail_buf_free(&dec);
     mail_buf_free(&tmp);
 }
