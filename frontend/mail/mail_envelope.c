@@ -215,11 +215,11 @@ static size_t parse_angle(const uint8_t *s, size_t len, size_t i, struct addr_bu
     return i;
 }
 
-void mail_render_address_list(struct mail_buf *out, const uint8_t *s, size_t len, unsigned flags,
-                              bool *empty_r)
+static void address_list(struct mail_buf *out, const uint8_t *s, size_t len, unsigned flags,
+                         struct addr_bufs *bp, bool *empty_r)
 {
     struct word w[MAX_WORDS];
-    struct addr_bufs b = { { 0 }, { 0 }, { 0 }, { 0 } };
+    struct addr_bufs b = *bp; /* scratch owned by the caller, reused across lists */
     size_t n, i = 0;
     bool in_group = false;
     size_t start_len = out->len;
@@ -285,60 +285,68 @@ void mail_render_address_list(struct mail_buf *out, const uint8_t *s, size_t len
         items++;
     }
     mail_buf_putc(out, ')');
-    mail_buf_free(&b.name);
-    mail_buf_free(&b.adl);
-    mail_buf_free(&b.mbox);
-    mail_buf_free(&b.host);
+    *bp = b;
     *empty_r = items == 0;
     if (items == 0)
         out->len = start_len;
 }
 
-static void render_addresses(struct mail_buf *out, const struct mail_str *v, unsigned flags)
+static void bufs_free(struct addr_bufs *b)
 {
-    bool empty;
-    mail_render_address_list(out, v->data, v->len, flags, &empty);
-    if (empty)
-        mail_buf_puts(out, "NIL");
+    mail_buf_free(&b->name);
+    mail_buf_free(&b->adl);
+    mail_buf_free(&b->mbox);
+    mail_buf_free(&b->host);
 }
 
-/* Whether a Sender/Reply-To value yields at least one address. */
-static bool has_addresses(const struct mail_str *v, unsigned flags)
+void mail_render_address_list(struct mail_buf *out, const uint8_t *s, size_t len, unsigned flags,
+                              bool *empty_r)
 {
-    struct mail_buf tmp = { 0 };
+    struct addr_bufs b = { { 0 }, { 0 }, { 0 }, { 0 } };
+    address_list(out, s, len, flags, &b, empty_r);
+    bufs_free(&b);
+}
+
+/* Renders the list v, or fallback when v yields no address (Sender/Reply-To, RFC 3501), or NIL. */
+static void render_addresses(struct mail_buf *out, const struct mail_str *v,
+                             const struct mail_str *fallback, unsigned flags, struct addr_bufs *b)
+{
     bool empty = true;
     if (v->data != NULL)
-        mail_render_address_list(&tmp, v->data, v->len, flags, &empty);
-    mail_buf_free(&tmp);
-    return !empty;
+        address_list(out, v->data, v->len, flags, b, &empty);
+    if (empty && fallback != NULL && fallback->data != NULL)
+        address_list(out, fallback->data, fallback->len, flags, b, &empty);
+    if (empty)
+        mail_buf_puts(out, "NIL");
 }
 
 void mail_render_envelope(const struct mail_view *view, const struct mail_part *msg, unsigned flags,
                           struct mail_buf *out)
 {
     (void)view;
-    static const struct mail_str nil = { NULL, 0 };
     const struct mail_str *e = msg->envelope;
     if (e == NULL) {
         mail_buf_puts(out, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
         return;
     }
-    const struct mail_str *from = &e[MAIL_ENV_FROM];
-    const struct mail_str *sender = has_addresses(&e[MAIL_ENV_SENDER], flags) ? &e[MAIL_ENV_SENDER] : from;
-    const struct mail_str *reply_to =
-        has_addresses(&e[MAIL_ENV_REPLY_TO], flags) ? &e[MAIL_ENV_REPLY_TO] : from;
+    struct addr_bufs b = { { 0 }, { 0 }, { 0 }, { 0 } };
     mail_buf_putc(out, '(');
     mail_render_nstring(out, e[MAIL_ENV_DATE].data, e[MAIL_ENV_DATE].len, e[MAIL_ENV_DATE].data == NULL,
                         flags);
     mail_buf_putc(out, ' ');
     mail_render_nstring(out, e[MAIL_ENV_SUBJECT].data, e[MAIL_ENV_SUBJECT].len,
                         e[MAIL_ENV_SUBJECT].data == NULL, flags);
-    const struct mail_str *lists[] = { from, sender, reply_to, &e[MAIL_ENV_TO], &e[MAIL_ENV_CC],
-                                       &e[MAIL_ENV_BCC] };
+    static const struct {
+        enum mail_env_field field;
+        bool from_fallback;
+    } lists[] = { { MAIL_ENV_FROM, false }, { MAIL_ENV_SENDER, true }, { MAIL_ENV_REPLY_TO, true },
+                  { MAIL_ENV_TO, false },   { MAIL_ENV_CC, false },    { MAIL_ENV_BCC, false } };
     for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
         mail_buf_putc(out, ' ');
-        render_addresses(out, lists[k] ? lists[k] : &nil, flags);
+        render_addresses(out, &e[lists[k].field], lists[k].from_fallback ? &e[MAIL_ENV_FROM] : NULL,
+                         flags, &b);
     }
+    bufs_free(&b);
     mail_buf_putc(out, ' ');
     mail_render_nstring(out, e[MAIL_ENV_IN_REPLY_TO].data, e[MAIL_ENV_IN_REPLY_TO].len,
                         e[MAIL_ENV_IN_REPLY_TO].data == NULL, flags);

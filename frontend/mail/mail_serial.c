@@ -230,22 +230,32 @@ int mail_view_open(const uint8_t *blob, size_t len, struct mail_view **view_r, c
         *error_r = "corrupt stored parse header";
         return -1;
     }
-    struct mail_view *v = calloc(1, sizeof(*v));
-    if (v == NULL)
+    /* one allocation: the view, its tables and the tree-walk scratch */
+    size_t sz_parts = (size_t)n_parts * sizeof(struct mail_part);
+    size_t sz_params = (size_t)n_params * sizeof(struct mail_param);
+    size_t sz_strs = (size_t)n_strs * sizeof(struct mail_str);
+    size_t sz_fields = (size_t)n_fields * sizeof(struct mail_field);
+    size_t sz_walk = (size_t)n_parts * sizeof(uint32_t);
+    uint8_t *mem = calloc(1, sizeof(struct mail_view) + sz_parts + sz_params + sz_strs + sz_fields +
+                                 2 * sz_walk);
+    if (mem == NULL)
         abort();
+    struct mail_view *v = (struct mail_view *)mem;
+    uint8_t *q = mem + sizeof(*v);
+    v->parts = (struct mail_part *)q;
+    q += sz_parts;
+    v->params = (struct mail_param *)q;
+    q += sz_params;
+    v->strs = (struct mail_str *)q;
+    q += sz_strs;
+    v->fields = (struct mail_field *)q;
+    q += sz_fields;
+    uint32_t *stack = (uint32_t *)q;
+    uint32_t *left = stack + n_parts;
     v->blob = blob;
     v->blob_len = len;
     v->size = size;
     v->n_parts = (uint32_t)n_parts;
-    v->parts = calloc((size_t)n_parts, sizeof(*v->parts));
-    v->params = calloc((size_t)n_params + 1, sizeof(*v->params));
-    v->strs = calloc((size_t)n_strs + 1, sizeof(*v->strs));
-    v->fields = calloc((size_t)n_fields + 1, sizeof(*v->fields));
-    uint32_t *stack = calloc((size_t)n_parts + 1, sizeof(*stack));
-    uint32_t *left = calloc((size_t)n_parts + 1, sizeof(*left));
-    if (v->parts == NULL || v->params == NULL || v->strs == NULL || v->fields == NULL ||
-        stack == NULL || left == NULL)
-        abort();
 
     size_t used_params = 0, used_strs = 0, used_fields = 0, sp = 0;
     for (uint32_t i = 0; i < n_parts && !r.bad; i++) {
@@ -351,8 +361,6 @@ int mail_view_open(const uint8_t *blob, size_t len, struct mail_view **view_r, c
         v->parts[stack[sp - 1]].next_sibling = v->n_parts;
         sp--;
     }
-    free(stack);
-    free(left);
     if (r.bad || r.p != r.end || used_params != n_params || used_strs != n_strs ||
         used_fields != n_fields) {
         mail_view_free(&v);
@@ -368,11 +376,7 @@ void mail_view_free(struct mail_view **view)
     struct mail_view *v = *view;
     if (v == NULL)
         return;
-    free(v->parts);
-    free(v->params);
-    free(v->strs);
-    free(v->fields);
-    free(v);
+    free(v); /* one block, see mail_view_open */
     *view = NULL;
 }
 
