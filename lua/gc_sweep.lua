@@ -8,7 +8,7 @@
 -- KEYS[1+2i], KEYS[2+2i]  /ns/{<nsid>}/content/<sha256 i> and its /raw, for i = 1..n (n <= 1000)
 -- ARGV[1]  grace period in seconds (>= 0)
 -- ARGV[1+i]  sha256 i
--- Reply    integer: contents deleted
+-- Reply    {deleted}: the number of contents deleted (hash and raw)
 -- Errors   "NONEXISTENT ..." when KEYS[1] is missing; "ERR ..." on bad keys or arguments.
 --          Nothing is written on error.
 local hex = '[0-9a-f]'
@@ -59,4 +59,4 @@ for i = 1, n do
         end
     end
 end
-return deleted
+return {deleted}

@@ -101,6 +101,7 @@ for i = 1, n do
     end
 end
 
+-- Counters go down by "0 - n", never "-n": Lua 5.1 formats -0 as "-0", which HINCRBY refuses.
 local now = tonumber(redis.call('TIME')[1])
 local released, bytes, unseen, deleted, recent = 0, 0, 0, 0, 0
 for i = 1, n do
@@ -130,14 +131,14 @@ if remaining == 0 then
     end
     redis.call('SREM', KEYS[2], mbxid)
 elseif released > 0 then
-    redis.call('HINCRBY', KEYS[3], 'messages', -released)
-    redis.call('HINCRBY', KEYS[3], 'bytes', -bytes)
-    redis.call('HINCRBY', KEYS[3], 'unseen', -unseen)
-    redis.call('HINCRBY', KEYS[3], 'deleted', -deleted)
-    redis.call('HINCRBY', KEYS[3], 'recent', -recent)
+    redis.call('HINCRBY', KEYS[3], 'messages', 0 - released)
+    redis.call('HINCRBY', KEYS[3], 'bytes', 0 - bytes)
+    redis.call('HINCRBY', KEYS[3], 'unseen', 0 - unseen)
+    redis.call('HINCRBY', KEYS[3], 'deleted', 0 - deleted)
+    redis.call('HINCRBY', KEYS[3], 'recent', 0 - recent)
 end
 if released > 0 then
-    redis.call('HINCRBY', KEYS[1], 'messages', -released)
-    redis.call('HINCRBY', KEYS[1], 'bytes', -bytes)
+    redis.call('HINCRBY', KEYS[1], 'messages', 0 - released)
+    redis.call('HINCRBY', KEYS[1], 'bytes', 0 - bytes)
 end
 return {released, remaining}
