@@ -174,11 +174,6 @@ void keys_ns_gc(struct key *k, const char *nsid)
     ns_key(k, nsid, "gc");
 }
 
-void keys_ns_gcrefs(struct key *k, const char *nsid)
-{
-    ns_key(k, nsid, "gcrefs");
-}
-
 void keys_staging(struct key *k, const char *nsid, const char *staging_id)
 {
     assert(keys_nsid_valid(nsid, strlen(nsid)));

@@ -92,9 +92,6 @@ void keys_ns_threads(struct key *k, const char *nsid);
 /* "/ns/{<nsid>}/gc": sorted set, content id -> unix time its last reference went. */
 void keys_ns_gc(struct key *k, const char *nsid);
 
-/* "/ns/{<nsid>}/gcrefs": hash, content id -> releases not yet applied to its refs. */
-void keys_ns_gcrefs(struct key *k, const char *nsid);
-
 /* "/ns/{<nsid>}/staging/<id>": string with a TTL, an APPEND literal being uploaded. */
 void keys_staging(struct key *k, const char *nsid, const char *staging_id);
 

@@ -1,149 +1,159 @@
--- expunge: permanently removes messages flagged \Deleted from one mailbox, at most a batch per
--- call (EXPUNGE, CLOSE, UID EXPUNGE; RFC 3501 §6.4.3, RFC 4315 §2.1). The caller repeats while a
--- call removes a full batch. Each call that removes something is one operation: one modseq, one
--- `expunge` log entry, one wake-up.
+-- expunge: permanently removes messages flagged \Deleted from one mailbox (EXPUNGE, CLOSE,
+-- UID EXPUNGE; RFC 3501 §6.4.3, RFC 4315 §2.1), one bounded batch per call. The caller picks up to
+-- 1,000 candidate UIDs (ZRANGE deleted, or the \Deleted ones of a UID EXPUNGE set), reads their
+-- content ids with HMGET msg, and passes the content keys in KEYS. UIDs that are no longer
+-- \Deleted or no longer exist (a concurrent STORE or EXPUNGE) are skipped. A call that removes
+-- something is one operation: one modseq, one `expunge` log entry, one wake-up.
 -- KEYS[1]      /ns/{<nsid>}/meta
--- KEYS[2..10]  the mailbox keys in keys_mbx order: mbx, uids, runs, msg, flags, modseq, unseen,
---              deleted, log
+-- KEYS[2..10]  the mailbox keys in keys_mbx order: /ns/{<nsid>}/mbx/<mbxid>, then its /uids,
+--              /runs, /msg, /flags, /modseq, /unseen, /deleted, /log
 -- KEYS[11]     /ns/{<nsid>}/channel
--- KEYS[12]     /ns/{<nsid>}/gc       content id -> time of its latest release
--- KEYS[13]     /ns/{<nsid>}/gcrefs   content id -> releases not yet applied to its refs
+-- KEYS[12]     /ns/{<nsid>}/gc
+-- KEYS[12+i]   /ns/{<nsid>}/content/<sha256> of the message ARGV[1+i] (as read from /msg)
 -- ARGV[1]      mbxid
--- ARGV[2]      batch size, 1..1000
--- ARGV[3..]    optional UIDs (UID EXPUNGE): only these, if flagged \Deleted; none = every one
+-- ARGV[1+i]    candidate UIDs, ascending, 0..1000 of them
 -- Reply        {modseq, n, uid1, ..., uidn}: the UIDs removed, ascending; modseq is the mailbox's
 --              highestmodseq after the call (unchanged when n = 0)
--- Errors       NONEXISTENT (user or mailbox gone), ERR (caller bug). Nothing is written on error.
-local meta, mbx, uids, runs, msg, flags, modseq, unseen, deleted, log, channel, gc, gcrefs =
-    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
-    KEYS[11], KEYS[12], KEYS[13]
-if #KEYS ~= 13 or #ARGV < 2 then
-    return redis.error_reply('ERR expunge: expects 13 keys and at least 2 arguments')
-end
-local mbxid = ARGV[1]
-if not string.match(mbxid, '^F' .. string.rep('[0-9a-f]', 32) .. '$') then
-    return redis.error_reply('ERR expunge: bad mbxid')
-end
-local prefix = string.match(meta, '^(/ns/{[0-9a-f-]+}/)meta$')
-if not prefix or mbx ~= prefix .. 'mbx/' .. mbxid or channel ~= prefix .. 'channel' or
-    gc ~= prefix .. 'gc' or gcrefs ~= prefix .. 'gcrefs' then
-    return redis.error_reply('ERR expunge: keys do not match')
-end
-local parts = {uids, runs, msg, flags, modseq, unseen, deleted, log}
-local suffix = {'/uids', '/runs', '/msg', '/flags', '/modseq', '/unseen', '/deleted', '/log'}
-for i = 1, #parts do
-    if parts[i] ~= mbx .. suffix[i] then
-        return redis.error_reply('ERR expunge: keys do not match')
-    end
-end
-local batch = tonumber(ARGV[2])
-if not batch or batch < 1 or batch > 1000 or batch ~= math.floor(batch) then
-    return redis.error_reply('ERR expunge: bad batch size')
-end
-if redis.call('EXISTS', meta) == 0 then
-    return redis.error_reply('NONEXISTENT user is being deleted')
-end
-local state = redis.call('HMGET', mbx, 'highestmodseq', 'deleted', 'recent_uid')
-if not state[1] or state[2] == '1' then
-    return redis.error_reply('NONEXISTENT mailbox does not exist')
-end
-local highest = tonumber(state[1])
+-- Errors       "NONEXISTENT ..." when the user or the mailbox is gone; "ERR ..." on bad keys or
+--              arguments or a content key that does not match its message (re-read and retry).
+--              Nothing is written on error.
+local hex = '[0-9a-f]'
+local nsid_pat = string.rep(hex, 8) .. '%-' .. string.rep(hex, 4) .. '%-' .. string.rep(hex, 4) ..
+    '%-' .. string.rep(hex, 4) .. '%-' .. string.rep(hex, 12)
+local mbxid_pat = '^F' .. string.rep(hex, 32) .. '$'
+local MBX_PARTS = {'', '/uids', '/runs', '/msg', '/flags', '/modseq', '/unseen', '/deleted', '/log'}
 
--- The victims: \Deleted messages, optionally restricted to the given UIDs.
-local victims = {}
-if #ARGV > 2 then
-    for i = 3, #ARGV do
-        local u = tonumber(ARGV[i])
-        if not u or u < 1 or u ~= math.floor(u) then
-            return redis.error_reply('ERR expunge: bad uid')
-        end
-        if #victims < batch and redis.call('ZSCORE', deleted, u) then
-            victims[#victims + 1] = u
-        end
-    end
-    table.sort(victims)
-else
-    local got = redis.call('ZRANGE', deleted, 0, batch - 1)
-    for i = 1, #got do
-        victims[i] = tonumber(got[i])
-    end
-end
-if #victims == 0 then
-    return {highest, 0}
+local function fail(text)
+    return redis.error_reply('ERR expunge: ' .. text)
 end
 
--- Removes uid from the runs set: the run holding it shrinks or splits in two.
-local function runs_remove(uid)
+-- Runs (keys/README.md): maximal runs of consecutive UIDs, member "first:last", score first;
+-- removing a UID shrinks or splits its run, O(log runs). (Scripts cannot share code.)
+local function runs_remove(runs, uid)
     local r = redis.call('ZREVRANGEBYSCORE', runs, uid, '-inf', 'LIMIT', 0, 1)
     if #r == 0 then
         return
     end
     local first, last = string.match(r[1], '^(%d+):(%d+)$')
     first, last = tonumber(first), tonumber(last)
-    if uid > last then
+    if last < uid then
         return
     end
     redis.call('ZREM', runs, r[1])
     if first < uid then
-        redis.call('ZADD', runs, first, first .. ':' .. (uid - 1))
+        redis.call('ZADD', runs, first, string.format('%d:%d', first, uid - 1))
     end
     if uid < last then
-        redis.call('ZADD', runs, uid + 1, (uid + 1) .. ':' .. last)
+        redis.call('ZADD', runs, uid + 1, string.format('%d:%d', uid + 1, last))
     end
+end
+
+local n = #ARGV - 1
+if #ARGV < 1 or n > 1000 or #KEYS ~= 12 + n then
+    return fail('expects 12 + n keys and 1 + n arguments, n <= 1000')
+end
+local prefix = string.match(KEYS[1], '^(/ns/{' .. nsid_pat .. '}/)meta$')
+local mbxid = ARGV[1]
+if not prefix or not string.find(mbxid, mbxid_pat) then
+    return fail('invalid meta key or mbxid')
+end
+if KEYS[11] ~= prefix .. 'channel' or KEYS[12] ~= prefix .. 'gc' then
+    return fail('channel or gc key does not match the namespace')
+end
+local mbx = prefix .. 'mbx/' .. mbxid
+for i = 1, 9 do
+    if KEYS[1 + i] ~= mbx .. MBX_PARTS[i] then
+        return fail('mailbox keys do not match the mbxid')
+    end
+end
+local uids = {}
+for i = 1, n do
+    local uid = tonumber(ARGV[1 + i])
+    if not uid or uid < 1 or uid ~= math.floor(uid) or not string.find(ARGV[1 + i], '^%d+$') or
+        (i > 1 and uid <= uids[i - 1]) then
+        return fail('invalid UID (UIDs must ascend)')
+    end
+    uids[i] = uid
+end
+
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    return redis.error_reply('NONEXISTENT user is being deleted')
+end
+local state = redis.call('HMGET', KEYS[2], 'highestmodseq', 'deleted', 'recent_uid')
+if not state[1] or state[2] == '1' then
+    return redis.error_reply('NONEXISTENT mailbox does not exist')
+end
+local highest = tonumber(state[1])
+local recent_uid = tonumber(state[3] or '1') or 1
+
+-- Validate every candidate before the first write.
+local victims, shas, sizes = {}, {}, {}
+for i = 1, n do
+    local uid = uids[i]
+    local rec = redis.call('HGET', KEYS[5], uid)
+    if rec and redis.call('ZSCORE', KEYS[9], uid) then
+        local sha, size = string.match(rec, '^(%x+) %S+ (%d+) ')
+        if not sha or KEYS[12 + i] ~= prefix .. 'content/' .. sha then
+            return fail('content key does not match the message')
+        end
+        victims[#victims + 1] = i
+        shas[i], sizes[i] = sha, tonumber(size)
+    end
+end
+if #victims == 0 then
+    return {highest, 0}
 end
 
 local now = tonumber(redis.call('TIME')[1])
-local recent_uid = tonumber(state[3] or '1')
-local bytes, unseen_n, recent_n = 0, 0, 0
-for _, uid in ipairs(victims) do
-    local rec = redis.call('HGET', msg, uid)
-    if rec then
-        local sha, _, size = string.match(rec, '^(%x+) (%d+) (%d+)')
-        bytes = bytes + tonumber(size)
-        -- The content's refs drop when gc_sweep.lua applies this release (it gets the content
-        -- keys in KEYS; this script cannot name them).
-        redis.call('HINCRBY', gcrefs, sha, 1)
-        redis.call('ZADD', gc, now, sha)
-    end
-    redis.call('ZREM', uids, uid)
-    redis.call('HDEL', msg, uid)
-    redis.call('HDEL', flags, uid)
-    redis.call('ZREM', modseq, uid)
-    redis.call('ZREM', deleted, uid)
-    unseen_n = unseen_n + redis.call('ZREM', unseen, uid)
+local bytes, unseen, recent = 0, 0, 0
+local removed = {}
+for _, i in ipairs(victims) do
+    local uid = uids[i]
+    redis.call('ZREM', KEYS[3], uid)
+    runs_remove(KEYS[4], uid)
+    redis.call('HDEL', KEYS[5], uid)
+    redis.call('HDEL', KEYS[6], uid)
+    redis.call('ZREM', KEYS[7], uid)
+    unseen = unseen + redis.call('ZREM', KEYS[8], uid)
+    redis.call('ZREM', KEYS[9], uid)
     if uid >= recent_uid then
-        recent_n = recent_n + 1
+        recent = recent + 1
     end
-    runs_remove(uid)
+    local content = KEYS[12 + i]
+    if redis.call('EXISTS', content) == 1 and redis.call('HINCRBY', content, 'refs', -1) <= 0 then
+        redis.call('ZADD', KEYS[12], now, shas[i])
+    end
+    bytes = bytes + sizes[i]
+    removed[#removed + 1] = uid
 end
 
-local n = #victims
-redis.call('HINCRBY', mbx, 'messages', -n)
-redis.call('HINCRBY', mbx, 'deleted', -n)
-redis.call('HINCRBY', mbx, 'unseen', -unseen_n)
-redis.call('HINCRBY', mbx, 'recent', -recent_n)
-redis.call('HINCRBY', mbx, 'bytes', -bytes)
-redis.call('HINCRBY', meta, 'messages', -n)
-redis.call('HINCRBY', meta, 'bytes', -bytes)
+local count = #removed
+redis.call('HINCRBY', KEYS[2], 'messages', -count)
+redis.call('HINCRBY', KEYS[2], 'deleted', -count)
+redis.call('HINCRBY', KEYS[2], 'unseen', -unseen)
+redis.call('HINCRBY', KEYS[2], 'recent', -recent)
+redis.call('HINCRBY', KEYS[2], 'bytes', -bytes)
+redis.call('HINCRBY', KEYS[1], 'messages', -count)
+redis.call('HINCRBY', KEYS[1], 'bytes', -bytes)
 highest = highest + 1
-redis.call('HSET', mbx, 'highestmodseq', highest)
+redis.call('HSET', KEYS[2], 'highestmodseq', highest)
 
--- The UID set of the log entry, as runs.
-local out, i = {}, 1
-while i <= n do
+-- The log entry's UID set, as runs.
+local parts, i = {}, 1
+while i <= count do
     local j = i
-    while j < n and victims[j + 1] == victims[j] + 1 do
+    while j < count and removed[j + 1] == removed[j] + 1 do
         j = j + 1
     end
-    out[#out + 1] = (i == j) and tostring(victims[i]) or (victims[i] .. ':' .. victims[j])
+    parts[#parts + 1] = (i == j) and tostring(removed[i]) or (removed[i] .. ':' .. removed[j])
     i = j + 1
 end
-redis.call('XADD', log, 'MAXLEN', '~', 10000, highest .. '-1', 'k', 'expunge', 'u',
-    table.concat(out, ','), 't', now)
-redis.call('PUBLISH', channel, mbxid .. ' ' .. highest)
+redis.call('XADD', KEYS[10], 'MAXLEN', '~', 10000, highest .. '-1', 'k', 'expunge', 'u',
+    table.concat(parts, ','), 't', now)
+redis.call('PUBLISH', KEYS[11], mbxid .. ' ' .. highest)
 
-local reply = {highest, n}
-for k = 1, n do
-    reply[k + 2] = victims[k]
+local reply = {highest, count}
+for k = 1, count do
+    reply[k + 2] = removed[k]
 end
 return reply
