@@ -382,6 +382,21 @@ void mail_text_decoder_free(struct mail_text_decoder *t)
 
 /* ---- dates ---- */
 
+/* Skips a (possibly nested) comment starting at s[i] == '('; returns the index after it. */
+static size_t skip_comment(const uint8_t *s, size_t len, size_t i)
+{
+    int depth = 0;
+    for (; i < len; i++) {
+        if (s[i] == '\\' && i + 1 < len)
+            i++;
+        else if (s[i] == '(')
+            depth++;
+        else if (s[i] == ')' && --depth == 0)
+            return i + 1;
+    }
+    return len;
+}
+
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     y -= m <= 2;
@@ -427,15 +442,7 @@ int mail_date_parse(const uint8_t *s, size_t len, int64_t *time_r, int *tz_r, co
     while (s != NULL && i < len) {
         uint8_t c = s[i];
         if (c == '(') {
-            int depth = 0;
-            while (i < len) {
-                if (s[i] == '(')
-                    depth++;
-                else if (s[i] == ')' && --depth == 0)
-                    break;
-                i++;
-            }
-            i++;
+            i = skip_comment(s, len, i);
         } else if (c >= '0' && c <= '9') {
             int n = read_num(s, len, &i, &d);
             if (i < len && s[i] == ':' && hh < 0) {
@@ -533,16 +540,8 @@ bool mail_msgid_next(const uint8_t *s, size_t len, size_t *pos, const uint8_t **
 {
     size_t i = *pos;
     while (i < len) {
-        if (s[i] == '(') { /* comment */
-            int depth = 0;
-            while (i < len) {
-                if (s[i] == '(')
-                    depth++;
-                else if (s[i] == ')' && --depth == 0)
-                    break;
-                i++;
-            }
-            i++;
+        if (s[i] == '(') {
+            i = skip_comment(s, len, i);
             continue;
         }
         if (s[i] != '<') {

@@ -44,7 +44,9 @@ static void add_name(struct mail_section *s, const uint8_t *name, size_t len, si
         abort();
     memcpy(copy, name, len);
     copy[len] = '\0';
-    s->names[s->n_names++] = (struct mail_str){ copy, len };
+    s->names[s->n_names].data = copy;
+    s->names[s->n_names].len = len;
+    s->n_names++;
 }
 
 static int parse_names(struct mail_section *s, const char *t, size_t len, size_t i,
