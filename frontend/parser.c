@@ -23,6 +23,19 @@
  * sequence sets, LIST patterns, flags and "[Gmail]/Sent" arrive as atoms; the handlers check what
  * each argument must be (imap_arg_is_astring).
  *
+ * Details parser.h leaves open, as implemented:
+ * - max_line counts every byte of the line except CR, LF and literal contents (tag, spaces and
+ *   literal headers count). A line may be exactly max_line bytes long.
+ * - Calling parser_feed again while a PARSER_COMMAND / PARSER_LITERAL is pending returns the same
+ *   result and consumes nothing; after a fatal error every call returns PARSER_ERROR, consuming
+ *   nothing, and parser_error*() keep answering.
+ * - After parser_literal_reject() of a synchronizing literal, info->tag stays valid until the
+ *   next parser_feed (the caller answers with it).
+ * - A streamed literal may be followed by a syntax error in the rest of its line: the caller has
+ *   already received the bytes and drops them when PARSER_ERROR arrives.
+ * - NIL is an atom for imap_arg_is_astring / imap_arg_atom_eq (a mailbox may be called NIL);
+ *   atoms with '*', '%', '\' or a fetch section are not astrings.
+ *
  * What it does not do: interpret commands, know which commands take literals, send "+" (the
  * caller does, after parser_literal_accept), or read IDLE's DONE / AUTHENTICATE responses (those
  * lines are not commands; after PARSER_COMMAND the parser has consumed exactly up to the LF, so
