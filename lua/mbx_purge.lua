@@ -3,7 +3,10 @@
 -- batch with ZRANGE uids 0 999 and HMGET msg (for the content ids), calls this script, and repeats
 -- until remaining = 0. A message's content loses one reference; content whose refs reach 0 joins
 -- the gc set (reclaimed by gc_sweep.lua after a grace period). UIDs already released (a concurrent
--- or repeated purge) are skipped, so the script is safe to rerun.
+-- or repeated purge) are skipped, so the script is safe to rerun. A UID still in /uids but without
+-- a /msg record (damage) leaves the indexes anyway and counts as released, so every batch makes
+-- progress; its content key may then be any key of the namespace (it is not touched), and the
+-- user's totals, which never counted it, stay.
 -- KEYS[1]  /ns/{<nsid>}/meta
 -- KEYS[2]  /ns/{<nsid>}/trash
 -- KEYS[3..11]  the mailbox keys in keys_mbx order: /ns/{<nsid>}/mbx/<mbxid>, then its /uids,
@@ -91,6 +94,9 @@ end
 local recent_uid = tonumber(redis.call('HGET', KEYS[3], 'recent_uid') or '1') or 1
 local shas, sizes = {}, {}
 for i = 1, n do
+    if string.sub(KEYS[12 + i], 1, #prefix) ~= prefix then
+        return fail('content key outside the namespace')
+    end
     local rec = redis.call('HGET', KEYS[6], uids[i])
     if rec then
         local sha, size = string.match(rec, '^(%x+) %S+ (%d+) ')
@@ -103,11 +109,11 @@ end
 
 -- Counters go down by "0 - n", never "-n": Lua 5.1 formats -0 as "-0", which HINCRBY refuses.
 local now = tonumber(redis.call('TIME')[1])
-local released, bytes, unseen, deleted, recent = 0, 0, 0, 0, 0
+local released, freed, bytes, unseen, deleted, recent = 0, 0, 0, 0, 0, 0
 for i = 1, n do
     local uid = uids[i]
-    if shas[i] and redis.call('HDEL', KEYS[6], uid) == 1 then
-        redis.call('ZREM', KEYS[4], uid)
+    local record = shas[i] and redis.call('HDEL', KEYS[6], uid) == 1
+    if redis.call('ZREM', KEYS[4], uid) == 1 or record then
         runs_remove(KEYS[5], uid)
         redis.call('HDEL', KEYS[7], uid)
         redis.call('ZREM', KEYS[8], uid)
@@ -117,11 +123,14 @@ for i = 1, n do
             recent = recent + 1
         end
         local content = KEYS[12 + i]
-        if redis.call('EXISTS', content) == 1 and redis.call('HINCRBY', content, 'refs', -1) <= 0 then
-            redis.call('ZADD', KEYS[12], now, shas[i])
+        if record then
+            if redis.call('EXISTS', content) == 1 and redis.call('HINCRBY', content, 'refs', -1) <= 0 then
+                redis.call('ZADD', KEYS[12], now, shas[i])
+            end
+            bytes = bytes + sizes[i]
+            freed = freed + 1
         end
         released = released + 1
-        bytes = bytes + sizes[i]
     end
 end
 local remaining = redis.call('ZCARD', KEYS[4])
@@ -137,8 +146,8 @@ elseif released > 0 then
     redis.call('HINCRBY', KEYS[3], 'deleted', 0 - deleted)
     redis.call('HINCRBY', KEYS[3], 'recent', 0 - recent)
 end
-if released > 0 then
-    redis.call('HINCRBY', KEYS[1], 'messages', 0 - released)
+if freed > 0 then
+    redis.call('HINCRBY', KEYS[1], 'messages', 0 - freed)
     redis.call('HINCRBY', KEYS[1], 'bytes', 0 - bytes)
 end
 return {released, remaining}

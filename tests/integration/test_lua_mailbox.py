@@ -806,6 +806,22 @@ class TestDeletePurgeGc(Base):
         self.r.call("DEL", k.meta)
         self.assertRefused("NONEXISTENT", self.s.purge_once, box)
 
+    def test_purge_progresses_over_damaged_uids(self):
+        k = self.k
+        _, box = self.s.create("box")
+        self.s.append(box, [Msg(b"ok")])
+        self.r.call("ZADD", k.mbx(box, "/uids"), 7, 7)  # a UID without a /msg record
+        self.r.call("HINCRBY", k.mbx(box), "messages", 1)
+        self.r.call("HINCRBY", k.mbx(box), "recent", 1)
+        self.s.delete("box")
+        keys = [k.meta, k.trash] + k.mbx_all(box) + [k.gc, k.meta]
+        self.assertRefused("ERR", self.s.evalsha, "mbx_purge", keys[:-1] + [Keys(str(uuid.uuid4())).meta],
+                           [box, 7])
+        self.assertEqual(self.s.evalsha("mbx_purge", keys, [box, 7]), [1, 1])
+        self.assertInvariants(box)
+        self.assertEqual(self.s.purge(box), 1)
+        self.assertEqual(hgetall(self.r, k.meta)["messages"], "0")
+
     def test_empty_mailbox_purges_in_one_call(self):
         _, box = self.s.create("empty")
         self.s.delete("empty")
