@@ -16,6 +16,7 @@
  * append.lua call stores them all or none.
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@
 #include "frontend/log.h"
 #include "frontend/mail/mail.h"
 #include "frontend/mboxname.h"
+#include "frontend/msgprep.h"
 #include "frontend/reply.h"
 #include "keys/keys.h"
 
@@ -39,7 +41,6 @@
 #define STAGING_CHUNK (256 * 1024)
 #define STAGING_TTL "3600"
 #define APPEND_MAX_MESSAGES 1000       /* per MULTIAPPEND */
-#define APPEND_MAX_KEYWORDS "256"      /* keywords per mailbox */
 #define APPEND_MAX_MAILBOX_LITERAL 1024
 
 struct append_msg {
@@ -52,12 +53,7 @@ struct append_msg {
     struct mail_parser *parser; /* streamed: fed as bytes arrive */
     EVP_MD_CTX *sha;            /* streamed: fed as bytes arrive */
     uint64_t received;
-    char sha_hex[KEYS_SHA256_LEN + 1];
-    struct mail_buf blob;       /* the serialised parse */
-    struct mail_buf env;        /* rendered ENVELOPE */
-    struct mail_buf bs;         /* rendered BODYSTRUCTURE */
-    char *message_id;           /* malloc'd, may be "" */
-    char *thread_refs;          /* malloc'd, may be "" */
+    struct msgprep prep;        /* what is stored beside the bytes */
 };
 
 struct append_state {
@@ -81,11 +77,7 @@ static void append_cleanup(struct cmd_ctx *ctx)
         struct append_msg *m = &st->msgs[i];
         mail_parser_free(&m->parser);
         EVP_MD_CTX_free(m->sha);
-        mail_buf_free(&m->blob);
-        mail_buf_free(&m->env);
-        mail_buf_free(&m->bs);
-        free(m->message_id);
-        free(m->thread_refs);
+        msgprep_free(&m->prep);
     }
     free(st->msgs);
     if (st->pending != NULL)
@@ -96,16 +88,6 @@ static void append_cleanup(struct cmd_ctx *ctx)
 static uint64_t append_limit(const struct cmd_ctx *ctx)
 {
     return conn_frontend(ctx->conn)->cfg->append_limit;
-}
-
-static void sha_hex(const unsigned char *md, char out[KEYS_SHA256_LEN + 1])
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[KEYS_SHA256_LEN] = '\0';
 }
 
 /* Checks the flags and date that precede a message literal: args[from..to). */
@@ -268,7 +250,7 @@ bool cmd_append_literal_data(struct cmd_ctx *ctx, const uint8_t *data, size_t le
         unsigned int mdlen = 0;
         if (EVP_DigestFinal_ex(m->sha, md, &mdlen) != 1 || mdlen != 32)
             abort();
-        sha_hex(md, m->sha_hex);
+        msgprep_hex(md, m->prep.sha_hex);
     }
     size_t pending = evbuffer_get_length(st->pending);
     if (!st->writing && (pending >= STAGING_CHUNK || (last && pending > 0)))
@@ -276,84 +258,21 @@ bool cmd_append_literal_data(struct cmd_ctx *ctx, const uint8_t *data, size_t le
     return evbuffer_get_length(st->pending) >= 2 * STAGING_CHUNK;
 }
 
-/* Collects the Message-IDs ("<...>") of a header value into out, space-separated. */
-static void collect_ids(struct mail_buf *out, const struct mail_str *v)
-{
-    if (v->data == NULL)
-        return;
-    size_t i = 0;
-    while (i < v->len) {
-        const uint8_t *lt = memchr(v->data + i, '<', v->len - i);
-        if (lt == NULL)
-            break;
-        size_t start = (size_t)(lt - v->data);
-        const uint8_t *gt = memchr(lt, '>', v->len - start);
-        if (gt == NULL)
-            break;
-        size_t end = (size_t)(gt - v->data) + 1;
-        bool clean = end - start <= 250;
-        for (size_t k = start; k < end && clean; k++)
-            clean = v->data[k] > 0x20 && v->data[k] < 0x7f;
-        if (clean) {
-            if (out->len > 0)
-                mail_buf_append(out, " ", 1);
-            mail_buf_append(out, v->data + start, end - start);
-        }
-        i = end;
-    }
-}
-
-static char *buf_to_string(struct mail_buf *b)
-{
-    char *s = malloc(b->len + 1);
-    if (s == NULL)
-        abort();
-    if (b->len > 0)
-        memcpy(s, b->data, b->len);
-    s[b->len] = '\0';
-    return s;
-}
-
 /* Parses (inline) or finishes (streamed) one message and renders what is stored beside it. */
 static int prepare_message(struct cmd_ctx *ctx, struct append_msg *m, const char **error_r)
 {
-    if (m->streamed) {
-        if (m->received != m->size) {
-            *error_r = "incomplete message";
-            return -1;
-        }
-        if (mail_parser_finish(m->parser, &m->blob, error_r) != 0)
-            return -1;
-        mail_parser_free(&m->parser);
-    } else {
+    if (!m->streamed) {
         const struct imap_arg *lit = &ctx->args[m->arg];
-        unsigned char md[32];
-        unsigned int mdlen = 0;
-        if (EVP_Digest(lit->str, lit->len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
-            abort();
-        sha_hex(md, m->sha_hex);
-        if (mail_parse((const uint8_t *)lit->str, lit->len, NULL, &m->blob, error_r) != 0)
-            return -1;
+        return msgprep_bytes(&m->prep, (const uint8_t *)lit->str, lit->len, error_r);
     }
-    struct mail_view *view = NULL;
-    if (mail_view_open(m->blob.data, m->blob.len, &view, error_r) != 0)
+    if (m->received != m->size) {
+        *error_r = "incomplete message";
         return -1;
-    const struct mail_part *root = mail_view_root(view);
-    mail_render_envelope(view, root, 0, &m->env);
-    mail_render_bodystructure(view, MAIL_RENDER_EXTENSIONS, &m->bs);
-    struct mail_buf ids = {0};
-    collect_ids(&ids, &root->envelope[MAIL_ENV_MESSAGE_ID]);
-    const char *first_space = ids.len > 0 ? memchr(ids.data, ' ', ids.len) : NULL;
-    if (first_space != NULL)
-        ids.len = (size_t)((const uint8_t *)first_space - ids.data);
-    m->message_id = buf_to_string(&ids);
-    mail_buf_reset(&ids);
-    collect_ids(&ids, &root->envelope[MAIL_ENV_IN_REPLY_TO]);
-    collect_ids(&ids, &root->envelope[MAIL_ENV_REFERENCES]);
-    m->thread_refs = buf_to_string(&ids);
-    mail_buf_free(&ids);
-    mail_view_free(&view);
-    return 0;
+    }
+    if (mail_parser_finish(m->parser, &m->prep.blob, error_r) != 0)
+        return -1;
+    mail_parser_free(&m->parser);
+    return msgprep_render(&m->prep, error_r);
 }
 
 static enum cmd_status append_stored(struct cmd_ctx *ctx)
@@ -380,64 +299,26 @@ static enum cmd_status append_stored(struct cmd_ctx *ctx)
 static enum cmd_status append_commit(struct cmd_ctx *ctx)
 {
     struct append_state *st = ctx->state;
-    const char *nsid = conn_nsid(ctx->conn);
-    size_t n = st->n;
-    size_t nkeys = 13 + 3 * n;
-    size_t nargs = 5 + 11 * n;
-    struct key *keys = arena_alloc(ctx->arena, nkeys * sizeof(*keys));
-    const char **argv = arena_alloc(ctx->arena, (nkeys + nargs) * sizeof(*argv));
-    size_t *argvlen = arena_alloc(ctx->arena, (nkeys + nargs) * sizeof(*argvlen));
-    keys_ns_meta(&keys[0], nsid);
-    for (int p = 0; p < KEYS_MBX_PART_COUNT; p++)
-        keys_mbx(&keys[1 + p], nsid, st->mbxid, (enum keys_mbx_part)p);
-    keys_ns_threads(&keys[10], nsid);
-    keys_ns_channel(&keys[11], nsid);
-    keys_ns_gc(&keys[12], nsid);
-    for (size_t i = 0; i < n; i++) {
+    struct append_item *items = arena_calloc(ctx->arena, st->n, sizeof(*items));
+    for (size_t i = 0; i < st->n; i++) {
         const struct append_msg *m = &st->msgs[i];
-        keys_content(&keys[13 + 3 * i], nsid, m->sha_hex);
-        keys_content_raw(&keys[14 + 3 * i], nsid, m->sha_hex);
-        if (m->streamed)
-            keys_staging(&keys[15 + 3 * i], nsid, m->staging_id);
-        else
-            keys[15 + 3 * i] = keys[14 + 3 * i];
+        items[i].prep = &m->prep;
+        items[i].size = m->size;
+        items[i].date = m->date;
+        items[i].flags = m->flags;
+        if (m->streamed) {
+            items[i].staging_id = m->staging_id;
+        } else {
+            items[i].raw = ctx->args[m->arg].str;
+            items[i].raw_len = ctx->args[m->arg].len;
+        }
     }
-    for (size_t i = 0; i < nkeys; i++) {
-        argv[i] = keys[i].s;
-        argvlen[i] = keys[i].len;
-    }
-    size_t a = nkeys;
-#define ARG(s, l) (argv[a] = (s), argvlen[a] = (l), a++)
-#define ARGS(s) ARG((s), strlen(s))
-    char count[16];
-    snprintf(count, sizeof(count), "%zu", n);
-    ARGS(st->mbxid);
-    ARGS("0"); /* quota bytes: per-user quotas come with the user's parameters */
-    ARGS("0"); /* quota messages */
-    ARGS(APPEND_MAX_KEYWORDS);
-    ARGS(count);
-    for (size_t i = 0; i < n; i++) {
-        struct append_msg *m = &st->msgs[i];
-        char *size = arena_printf(ctx->arena, "%" PRIu64, m->size);
-        char *emailid = arena_printf(ctx->arena, "M%.24s", m->sha_hex);
-        ARGS(m->sha_hex);
-        ARGS(size);
-        ARGS(m->date);
-        ARGS(m->flags);
-        if (m->streamed)
-            ARG("", 0);
-        else
-            ARG(ctx->args[m->arg].str, ctx->args[m->arg].len);
-        ARG((const char *)m->blob.data, m->blob.len);
-        ARG((const char *)m->env.data, m->env.len);
-        ARG((const char *)m->bs.data, m->bs.len);
-        ARGS(m->message_id);
-        ARGS(m->thread_refs);
-        ARGS(emailid);
-    }
-#undef ARG
-#undef ARGS
-    return conn_eval(ctx, append_stored, LUA_SCRIPT_APPEND, (int)nkeys, (int)a, argv, argvlen);
+    /* Per-user quotas come with the user's parameters; none by default. */
+    const struct append_limits limits = {0, 0, LIMITS_MAX_KEYWORDS};
+    struct append_call call;
+    append_call_build(ctx->arena, conn_nsid(ctx->conn), st->mbxid, &limits, items, st->n, &call);
+    return conn_eval(ctx, append_stored, LUA_SCRIPT_APPEND, call.nkeys, call.argc, call.argv,
+                     call.argvlen);
 }
 
 static enum cmd_status append_got_mailbox(struct cmd_ctx *ctx)

@@ -11,12 +11,30 @@
 #define AUTHED (CONN_STATE_AUTH | CONN_STATE_SELECTED)
 
 static const struct cmd_desc table[] = {
-    {"CAPABILITY", ANY, 0, 0, 0, cmd_capability},
-    {"ENABLE", AUTHED, 0, 1, -1, cmd_enable},
-    {"ID", ANY, 0, 1, 1, cmd_id},
-    {"LOGIN", CONN_STATE_NOT_AUTH, CMD_F_SENSITIVE, 2, 2, cmd_login},
-    {"LOGOUT", ANY, CMD_F_NO_PIPELINE, 0, 0, cmd_logout},
-    {"NOOP", ANY, 0, 0, 0, cmd_noop},
+    {"APPEND", AUTHED, 0, 2, -1, cmd_append, cmd_append_literal, cmd_append_literal_data},
+    {"AUTHENTICATE", CONN_STATE_NOT_AUTH, CMD_F_NO_PIPELINE | CMD_F_SENSITIVE, 1, 2,
+     cmd_authenticate, NULL, NULL},
+    {"CAPABILITY", ANY, 0, 0, 0, cmd_capability, NULL, NULL},
+    {"CHECK", CONN_STATE_SELECTED, 0, 0, 0, cmd_check, NULL, NULL},
+    {"CLOSE", CONN_STATE_SELECTED, 0, 0, 0, cmd_close, NULL, NULL},
+    {"CREATE", AUTHED, 0, 1, 1, cmd_create, NULL, NULL},
+    {"DELETE", AUTHED, 0, 1, 1, cmd_delete, NULL, NULL},
+    {"ENABLE", AUTHED, 0, 1, -1, cmd_enable, NULL, NULL},
+    {"EXAMINE", AUTHED, 0, 1, 1, cmd_select, NULL, NULL},
+    {"ID", ANY, 0, 1, 1, cmd_id, NULL, NULL},
+    {"LIST", AUTHED, 0, 2, 2, cmd_list, NULL, NULL},
+    {"LOGIN", CONN_STATE_NOT_AUTH, CMD_F_SENSITIVE, 2, 2, cmd_login, NULL, NULL},
+    {"LOGOUT", ANY, CMD_F_NO_PIPELINE, 0, 0, cmd_logout, NULL, NULL},
+    {"LSUB", AUTHED, 0, 2, 2, cmd_list, NULL, NULL},
+    {"NAMESPACE", AUTHED, 0, 0, 0, cmd_namespace, NULL, NULL},
+    {"NOOP", ANY, 0, 0, 0, cmd_noop, NULL, NULL},
+    {"RENAME", AUTHED, 0, 2, 2, cmd_rename, NULL, NULL},
+    {"SELECT", AUTHED, 0, 1, 1, cmd_select, NULL, NULL},
+    {"STARTTLS", CONN_STATE_NOT_AUTH, CMD_F_NO_PIPELINE, 0, 0, cmd_starttls, NULL, NULL},
+    {"STATUS", AUTHED, 0, 2, 2, cmd_status, NULL, NULL},
+    {"SUBSCRIBE", AUTHED, 0, 1, 1, cmd_subscribe, NULL, NULL},
+    {"UNSELECT", CONN_STATE_SELECTED, 0, 0, 0, cmd_unselect, NULL, NULL},
+    {"UNSUBSCRIBE", AUTHED, 0, 1, 1, cmd_subscribe, NULL, NULL},
 };
 
 struct name_key {

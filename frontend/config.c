@@ -14,7 +14,16 @@
 #include "frontend/log.h"
 #include "frontend/password.h"
 
-enum opt_kind { OPT_STRING, OPT_LISTEN, OPT_BOOL, OPT_U32, OPT_SIZE, OPT_U64, OPT_LEVEL };
+enum opt_kind {
+    OPT_STRING,
+    OPT_LISTEN,
+    OPT_LISTEN_TLS,
+    OPT_BOOL,
+    OPT_U32,
+    OPT_SIZE,
+    OPT_U64,
+    OPT_LEVEL
+};
 
 struct opt {
     const char *flag;
@@ -28,7 +37,11 @@ struct opt {
 
 static const struct opt opts[] = {
     {"redis", OPT_STRING, OFF(redis_url), "URL", "Redis: redis://HOST:PORT[/DB] (default redis://127.0.0.1:6379)"},
-    {"listen", OPT_LISTEN, 0, "ADDR:PORT", "IMAP listener, repeatable; IPv6 as [::1]:143 (default 0.0.0.0:143)"},
+    {"listen", OPT_LISTEN, 0, "ADDR:PORT", "IMAP listener, repeatable; IPv6 as [::1]:143 (default 0.0.0.0:143 unless --listen-tls)"},
+    {"listen-tls", OPT_LISTEN_TLS, 0, "ADDR:PORT", "IMAPS (implicit TLS) listener, repeatable, e.g. 0.0.0.0:993; needs --tls-cert"},
+    {"tls-cert", OPT_STRING, OFF(tls_cert), "FILE", "PEM certificate chain (leaf first); enables STARTTLS"},
+    {"tls-key", OPT_STRING, OFF(tls_key), "FILE", "PEM private key of --tls-cert"},
+    {"allow-plaintext-auth", OPT_BOOL, OFF(allow_plaintext_auth), NULL, "allow LOGIN/AUTHENTICATE without TLS from non-loopback clients"},
     {"demo-data", OPT_BOOL, OFF(demo_data), NULL, "create the demo user demouser/demopass if absent"},
     {"debug", OPT_BOOL, OFF(debug), NULL, "log at debug level, incl. the IMAP transcript (passwords masked)"},
     {"log-level", OPT_LEVEL, 0, "LEVEL", "debug, info, warn or error (default info)"},
@@ -48,7 +61,8 @@ static const struct opt opts[] = {
     {"preauth-timeout", OPT_U32, OFF(preauth.idle_timeout_s), "SECONDS", "idle time allowed before login (default 60)"},
     {"preauth-max-commands", OPT_U32, OFF(preauth.max_commands), "N", "commands allowed before login (default 50)"},
     {"max-line", OPT_SIZE, OFF(auth.parser.max_line), "BYTES", "command line limit after login (default 65536)"},
-    {"max-literal", OPT_U64, OFF(auth.parser.max_literal), "BYTES", "largest literal after login; larger closes the connection (default 64 MiB)"},
+    {"max-literal", OPT_U64, OFF(auth.parser.max_literal), "BYTES", "largest literal after login; larger closes the connection (default 256 MiB)"},
+    {"append-limit", OPT_U64, OFF(append_limit), "BYTES", "largest message APPEND accepts, advertised as APPENDLIMIT (default 64 MiB)"},
     {"max-buffered-literal", OPT_U64, OFF(auth.max_buffered_literal), "BYTES", "largest literal held in memory for a command (default 1 MiB)"},
     {"max-depth", OPT_SIZE, OFF(auth.parser.max_depth), "N", "list nesting after login (default 16)"},
     {"max-args", OPT_SIZE, OFF(auth.parser.max_args), "N", "arguments per command after login (default 10000)"},
@@ -67,6 +81,7 @@ static void defaults(struct config *cfg)
     cfg->max_login_failures = 3;
     cfg->workers = 2;
     cfg->kdf_cost = PASSWORD_DEFAULT_ITERATIONS;
+    cfg->append_limit = 64u << 20;
     cfg->redis_pool = 4;
     cfg->redis_timeout_ms = 5000;
     cfg->preauth = (struct conn_limits){
@@ -76,7 +91,7 @@ static void defaults(struct config *cfg)
         .max_commands = 50,
     };
     cfg->auth = (struct conn_limits){
-        .parser = {.max_line = 65536, .max_args = 10000, .max_depth = 16, .max_literal = 64u << 20},
+        .parser = {.max_line = 65536, .max_args = 10000, .max_depth = 16, .max_literal = 256u << 20},
         .max_buffered_literal = 1u << 20,
         .idle_timeout_s = 1800,
         .max_commands = 0,
@@ -134,14 +149,19 @@ static int apply(struct config *cfg, const struct opt *o, const char *value, boo
             return -1;
         return 0;
     }
-    case OPT_LISTEN: {
+    case OPT_LISTEN:
+    case OPT_LISTEN_TLS: {
         /* From the environment a comma-separated list; each flag adds one. */
+        bool tls = o->kind == OPT_LISTEN_TLS;
+        const char **list = tls ? cfg->listen_tls : cfg->listen;
+        char **owned = tls ? cfg->owned_listen_tls : cfg->owned_listen;
+        size_t *count = tls ? &cfg->listen_tls_count : &cfg->listen_count;
         char *copy = strdup(value);
         if (copy == NULL)
             return -1;
         char *save = NULL;
         for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-            if (cfg->listen_count >= CONFIG_MAX_LISTEN) {
+            if (*count >= CONFIG_MAX_LISTEN) {
                 free(copy);
                 fprintf(stderr, "cimapd: at most %d listeners\n", CONFIG_MAX_LISTEN);
                 return -1;
@@ -151,8 +171,8 @@ static int apply(struct config *cfg, const struct opt *o, const char *value, boo
                 free(copy);
                 return -1;
             }
-            cfg->owned_listen[cfg->listen_count] = one;
-            cfg->listen[cfg->listen_count++] = one;
+            owned[*count] = one;
+            list[(*count)++] = one;
             if (!from_env)
                 break;
         }
@@ -229,6 +249,18 @@ static int validate(const struct config *cfg)
             return -1;
         }
     }
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        fprintf(stderr, "cimapd: --tls-cert and --tls-key go together\n");
+        return -1;
+    }
+    if (cfg->listen_tls_count > 0 && cfg->tls_cert == NULL) {
+        fprintf(stderr, "cimapd: --listen-tls needs --tls-cert and --tls-key\n");
+        return -1;
+    }
+    if (cfg->append_limit < 1024 || cfg->append_limit > cfg->auth.parser.max_literal) {
+        fprintf(stderr, "cimapd: --append-limit must be between 1 KiB and --max-literal\n");
+        return -1;
+    }
     if (cfg->auth.idle_timeout_s < 1800)
         fprintf(stderr, "cimapd: warning: --autologout below RFC 3501's 30 minutes\n");
     return 0;
@@ -253,6 +285,7 @@ int config_load(struct config *cfg, int argc, char **argv)
     longopts[NOPTS + 1] = (struct option){"version", no_argument, NULL, 'V'};
     longopts[NOPTS + 2] = (struct option){NULL, 0, NULL, 0};
     bool cli_listen = false;
+    bool cli_listen_tls = false;
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
@@ -278,6 +311,14 @@ int config_load(struct config *cfg, int argc, char **argv)
             cfg->listen_count = 0;
             cli_listen = true;
         }
+        if (o->kind == OPT_LISTEN_TLS && !cli_listen_tls) {
+            for (size_t i = 0; i < cfg->listen_tls_count; i++) {
+                free(cfg->owned_listen_tls[i]);
+                cfg->owned_listen_tls[i] = NULL;
+            }
+            cfg->listen_tls_count = 0;
+            cli_listen_tls = true;
+        }
         if (apply(cfg, o, o->kind == OPT_BOOL ? "1" : optarg, false) != 0)
             return -1;
     }
@@ -292,7 +333,7 @@ int config_load(struct config *cfg, int argc, char **argv)
         if (cfg->redis_url == NULL)
             return -1;
     }
-    if (cfg->listen_count == 0) {
+    if (cfg->listen_count == 0 && cfg->listen_tls_count == 0) {
         cfg->owned_listen[0] = strdup("0.0.0.0:143");
         if (cfg->owned_listen[0] == NULL)
             return -1;
@@ -305,7 +346,11 @@ int config_load(struct config *cfg, int argc, char **argv)
 void config_free(struct config *cfg)
 {
     free(cfg->redis_url);
-    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
         free(cfg->owned_listen[i]);
+        free(cfg->owned_listen_tls[i]);
+    }
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -34,12 +34,20 @@ struct config {
     uint32_t login_fail_delay_ms; /* delay before a failed LOGIN answer, times the failure count */
     uint32_t max_login_failures;  /* disconnect after this many failures */
     uint32_t workers;       /* password-hashing threads */
+    uint64_t append_limit;  /* APPENDLIMIT (RFC 7889): largest message APPEND accepts */
     uint32_t kdf_cost;      /* PBKDF2 iterations for users this process creates (--demo-data) */
     uint32_t redis_pool;
     uint32_t redis_timeout_ms;
     struct conn_limits preauth;
     struct conn_limits auth;
     char *owned_listen[CONFIG_MAX_LISTEN]; /* storage behind listen[] from the environment */
+    /* TLS */
+    const char *listen_tls[CONFIG_MAX_LISTEN]; /* implicit-TLS (IMAPS) listeners */
+    size_t listen_tls_count;
+    char *owned_listen_tls[CONFIG_MAX_LISTEN];
+    char *tls_cert;         /* PEM certificate chain; enables STARTTLS and --listen-tls */
+    char *tls_key;          /* PEM private key */
+    bool allow_plaintext_auth; /* LOGIN/AUTHENTICATE without TLS from non-loopback peers */
 };
 
 /*

@@ -36,6 +36,8 @@
 #include "frontend/frontend.h"
 #include "frontend/log.h"
 #include "frontend/reply.h"
+#include "frontend/selected.h"
+#include "frontend/tls.h"
 #include "frontend/workers.h"
 #include "keys/keys.h"
 
@@ -64,6 +66,7 @@ struct conn {
     char peer[INET6_ADDRSTRLEN + 8];
     char *user;
     char nsid[KEYS_NSID_LEN + 1];
+    struct selected *selected; /* the selected mailbox, or NULL */
     struct qitem *queue;    /* ring of max_queued + 1 items (one extra for an error) */
     size_t q_cap, q_head, q_len;
     struct cmd_ctx *running;
@@ -77,9 +80,14 @@ struct conn {
     bool in_pump;
     bool waiting_drain;
     bool want_line;         /* the running command waits for a raw line (conn_read_line) */
+    bool input_paused;      /* a literal hook stopped input until conn_resume_input */
+    uint64_t literal_left;  /* bytes of the streamed literal still to come */
     bool discarding_line;   /* dropping the rest of an over-long raw line */
     bool closing;           /* free once output is flushed; read nothing more */
     bool dead;              /* freed on the next loop turn */
+    bool tls;               /* bev is a TLS filter over the socket bufferevent (TLS region) */
+    bool tls_ready;         /* its handshake has completed */
+    bool loopback;          /* the peer address is loopback */
 };
 
 struct conn_table {
@@ -97,7 +105,10 @@ static struct conn_table *registry;
 static void conn_pump(struct conn *c);
 static void conn_kill(struct conn *c);
 static void conn_after_step(struct conn *c, enum cmd_status st);
+static void early_run(struct conn *c);
 static void update_reading(struct conn *c);
+static void kill_when_flushed(struct conn *c);
+static bool conn_tls_event(struct conn *c, short what);
 
 /* ------------------------------------------------------------------ registry */
 
@@ -261,6 +272,25 @@ void conn_set_authenticated(struct conn *c, const char *login, const char *nsid)
     parser_set_limits(c->parser, &c->limits->parser);
 }
 
+struct selected *conn_selected(struct conn *c)
+{
+    return c->selected;
+}
+
+void conn_select(struct conn *c, struct selected *sel)
+{
+    selected_free(&c->selected);
+    c->selected = sel;
+    c->state = CONN_STATE_SELECTED;
+}
+
+void conn_unselect(struct conn *c)
+{
+    selected_free(&c->selected);
+    if (c->state == CONN_STATE_SELECTED)
+        c->state = CONN_STATE_AUTH;
+}
+
 unsigned conn_count_auth_failure(struct conn *c)
 {
     return ++c->auth_failures;
@@ -292,14 +322,15 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
     conn_close_after_output(c);
 }
 
+static void ctx_free(struct cmd_ctx *ctx);
+
 static void free_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct conn *c = arg;
     if (c->running != NULL) {
-        imap_command_free(&c->running->cmd);
-        free(c->running);
+        ctx_free(c->running);
         c->running = NULL;
     }
     while (c->q_len > 0) {
@@ -315,6 +346,7 @@ static void free_cb(evutil_socket_t fd, short what, void *arg)
     event_free(c->idle_timer);
     event_free(c->wait_timer);
     free(c->user);
+    selected_free(&c->selected);
     free(c);
 }
 
@@ -341,8 +373,9 @@ void conn_close_after_output(struct conn *c)
         return;
     c->closing = true;
     bufferevent_disable(c->bev, EV_READ);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-        conn_kill(c);
+    /* Before its handshake a TLS connection cannot flush anything: close at once. */
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 || (c->tls && !c->tls_ready)) {
+        kill_when_flushed(c);
         return;
     }
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
@@ -435,6 +468,16 @@ static double elapsed_ms(const struct timespec *since)
     return (double)(now.tv_sec - since->tv_sec) * 1e3 + (double)(now.tv_nsec - since->tv_nsec) / 1e6;
 }
 
+/* Frees a command context and everything it owns. */
+static void ctx_free(struct cmd_ctx *ctx)
+{
+    if (ctx->cleanup != NULL)
+        ctx->cleanup(ctx);
+    imap_command_free(&ctx->cmd);
+    arena_free(&ctx->own_arena);
+    free(ctx);
+}
+
 static void finish_command(struct conn *c)
 {
     struct cmd_ctx *ctx = c->running;
@@ -443,9 +486,9 @@ static void finish_command(struct conn *c)
               ctx->desc->name, ctx->result != NULL ? ctx->result : "-", elapsed_ms(&c->started));
     if (ctx->desc->flags & CMD_F_NO_PIPELINE)
         c->pipeline_blocked = false;
-    imap_command_free(&ctx->cmd);
-    free(ctx);
+    ctx_free(ctx);
     c->running = NULL;
+    c->input_paused = false;
     c->gen = ++c->fe->conns->gen_counter; /* stale tokens of this command now miss */
     if (c->closing || c->dead)
         return;
@@ -463,10 +506,15 @@ static void conn_after_step(struct conn *c, enum cmd_status st)
         return;
     switch (st) {
     case CMD_WAIT:
-        assert(c->running != NULL && c->running->next != NULL);
-        if (c->want_line && !c->in_pump)
+        /* An early command may wait for nothing but the rest of its own line. */
+        assert(c->running != NULL && (c->running->next != NULL || c->running->early));
+        if (c->running->next == NULL && c->running->complete) {
+            early_run(c); /* it waited on a step while its line completed */
+            return;
+        }
+        if (!c->in_pump)
             conn_pump(c);
-        else if (c->want_line)
+        else
             update_reading(c);
         return;
     case CMD_DONE:
@@ -595,9 +643,95 @@ static void run_next_step(struct conn *c, const struct store_result *res)
 /* ------------------------------------------------------------------ literals */
 
 /* Decides a literal the parser stopped at; called only when nothing else is running or queued. */
+static struct cmd_ctx *early_start(struct conn *c, const struct cmd_desc *d, const char *tag)
+{
+    struct cmd_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL)
+        abort();
+    ctx->conn = c;
+    ctx->desc = d;
+    ctx->early = true;
+    ctx->own_arena = arena_new(1024);
+    ctx->arena = ctx->own_arena;
+    ctx->tag = arena_strndup(ctx->arena, tag, strlen(tag));
+    c->running = ctx;
+    clock_gettime(CLOCK_MONOTONIC, &c->started);
+    evtimer_del(c->idle_timer);
+    return ctx;
+}
+
+/* A literal of a command with a literal hook; returns false when the default policy applies. */
+static bool decide_literal_hook(struct conn *c, const struct parser_literal_info *li)
+{
+    const struct cmd_desc *d = li->name != NULL ? commands_find(li->name, strlen(li->name)) : NULL;
+    if (d == NULL || d->literal == NULL || !(d->states & c->state) || li->tag == NULL)
+        return false;
+    struct cmd_ctx *ctx = c->running != NULL ? c->running : early_start(c, d, li->tag);
+    assert(ctx->early && ctx->desc == d);
+    switch (d->literal(ctx, li)) {
+    case LIT_ACCEPT:
+        parser_literal_accept(c->parser);
+        break;
+    case LIT_STREAM:
+        parser_literal_stream(c->parser);
+        c->literal_left = li->size;
+        break;
+    case LIT_REJECT:
+        parser_literal_reject(c->parser);
+        conn_after_step(c, CMD_DONE);
+        return true;
+    }
+    if (li->sync)
+        reply_continue(c, "Ready for literal data");
+    return true;
+}
+
+/* Hands a streamed literal's bytes to the running command's hook. */
+static void literal_data(struct conn *c, const uint8_t *data, size_t len)
+{
+    struct cmd_ctx *ctx = c->running;
+    assert(ctx != NULL && ctx->early && ctx->desc->literal_data != NULL && len <= c->literal_left);
+    c->literal_left -= len;
+    if (ctx->desc->literal_data(ctx, data, len, c->literal_left == 0))
+        c->input_paused = true;
+}
+
+/* The line of an early command is complete: its arguments are final. */
+static void early_complete(struct conn *c, struct imap_command *cmd)
+{
+    struct cmd_ctx *ctx = c->running;
+    ctx->cmd = cmd;
+    ctx->args = cmd->args;
+    ctx->argc = cmd->argc;
+    ctx->complete = true;
+    if (ctx->next == NULL)
+        early_run(c);
+    /* else the pending step runs first; conn_after_step calls early_run when it is done */
+}
+
+/* Runs a complete early command: the generic argument count check, then its handler. */
+static void early_run(struct conn *c)
+{
+    struct cmd_ctx *ctx = c->running;
+    if (ctx->argc < (size_t)ctx->desc->min_args ||
+        (ctx->desc->max_args >= 0 && ctx->argc > (size_t)ctx->desc->max_args)) {
+        reply_tagged(ctx, "BAD", NULL, "Wrong number of arguments");
+        conn_after_step(c, CMD_DONE);
+        return;
+    }
+    conn_after_step(c, ctx->desc->run(ctx));
+}
+
+void conn_resume_input(struct cmd_ctx *ctx)
+{
+    ctx->conn->input_paused = false;
+}
+
 static void decide_literal(struct conn *c)
 {
     const struct parser_literal_info *li = parser_literal(c->parser);
+    if (decide_literal_hook(c, li))
+        return;
     if (li->size <= c->limits->max_buffered_literal) {
         parser_literal_accept(c->parser);
         if (li->sync)
@@ -630,7 +764,8 @@ static void update_reading(struct conn *c)
 {
     if (c->dead || c->closing)
         return;
-    bool wanted = c->want_line || !(c->pipeline_blocked || queue_full(c) || c->lit_pending);
+    bool wanted = c->want_line ||
+                  !(c->pipeline_blocked || queue_full(c) || c->lit_pending || c->input_paused);
     if (wanted)
         bufferevent_enable(c->bev, EV_READ);
     else
@@ -684,8 +819,9 @@ static void conn_pump(struct conn *c)
     if (c->in_pump)
         return;
     c->in_pump = true;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
     while (!c->dead) {
+        /* Fetched each turn: a step (STARTTLS) may have replaced c->bev. */
+        struct evbuffer *in = bufferevent_get_input(c->bev);
         if (c->closing) {
             evbuffer_drain(in, evbuffer_get_length(in));
             break;
@@ -702,9 +838,11 @@ static void conn_pump(struct conn *c)
         }
         if (c->pipeline_blocked || queue_full(c))
             break;
+        if (c->input_paused)
+            break;
         if (c->lit_pending) {
             /* Its "+" must not land inside another command's response. */
-            if (c->running != NULL || c->q_len > 0)
+            if ((c->running != NULL && !c->running->early) || c->q_len > 0)
                 break;
             c->lit_pending = false;
             decide_literal(c);
@@ -725,6 +863,10 @@ static void conn_pump(struct conn *c)
         case PARSER_COMMAND: {
             evbuffer_drain(in, used);
             struct imap_command *cmd = parser_take_command(c->parser);
+            if (c->running != NULL && c->running->early && !c->running->complete) {
+                early_complete(c, cmd);
+                break;
+            }
             const struct cmd_desc *d = commands_find(cmd->name, strlen(cmd->name));
             if (d != NULL && (d->flags & CMD_F_NO_PIPELINE))
                 c->pipeline_blocked = true;
@@ -735,13 +877,14 @@ static void conn_pump(struct conn *c)
             evbuffer_drain(in, used);
             c->lit_pending = true;
             break;
-        case PARSER_LITERAL_DATA:
-            /* No command streams literals yet, so the parser is never asked to. */
+        case PARSER_LITERAL_DATA: {
+            const uint8_t *chunk = NULL;
+            size_t chunk_len = 0;
+            parser_literal_chunk(c->parser, &chunk, &chunk_len);
+            literal_data(c, chunk, chunk_len); /* the hook copies what it keeps */
             evbuffer_drain(in, used);
-            log_write(LOG_ERROR, "conn.bug", "conn=%llu unexpected literal data",
-                      (unsigned long long)c->id);
-            conn_kill(c);
             break;
+        }
         case PARSER_ERROR:
             evbuffer_drain(in, used);
             handle_parser_error(c);
@@ -766,7 +909,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
     size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
     if (c->closing) {
         if (pending == 0)
-            conn_kill(c);
+            kill_when_flushed(c);
         return;
     }
     if (c->waiting_drain && pending <= DRAIN_LOW) {
@@ -781,6 +924,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     struct conn *c = arg;
+    if (c->tls && conn_tls_event(c, what))
+        return;
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         if (what & BEV_EVENT_ERROR)
             log_write(LOG_INFO, "conn.error", "conn=%llu error=\"%s\"", (unsigned long long)c->id,
@@ -900,6 +1045,145 @@ enum cmd_status conn_wait_drain(struct cmd_ctx *ctx, cmd_step *next)
     return CMD_WAIT;
 }
 
+/* ------------------------------------------------------------------ TLS */
+
+/*
+ * TLS is a filter bufferevent over the socket bufferevent (tls.h); c->bev is the filter. Two
+ * things differ from plaintext: nothing can be flushed before the handshake, and an empty
+ * filter output does not mean the client has everything: ciphertext may still wait in the
+ * socket bufferevent below, so a closing connection waits for that one too (kill_when_flushed).
+ */
+
+bool conn_is_tls(const struct conn *c)
+{
+    return c->tls;
+}
+
+bool conn_is_loopback(const struct conn *c)
+{
+    return c->loopback;
+}
+
+bool conn_starttls_available(const struct conn *c)
+{
+    return c->state == CONN_STATE_NOT_AUTH && !c->tls && c->fe->tls != NULL;
+}
+
+static bool addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+/* Puts the TLS filter over c->bev. On failure c->bev is unchanged. */
+static int wrap_tls(struct conn *c, const char **error_r)
+{
+    struct bufferevent *filter = tls_wrap(c->fe->tls, c->fe->base, c->bev, error_r);
+    if (filter == NULL)
+        return -1;
+    c->bev = filter;
+    c->tls = true;
+    return 0;
+}
+
+int conn_start_tls(struct conn *c, const char **error_r)
+{
+    assert(c->running != NULL && (c->running->desc->flags & CMD_F_NO_PIPELINE));
+    assert(conn_starttls_available(c));
+    /* NO_PIPELINE: nothing was parsed or queued behind STARTTLS. */
+    assert(c->q_len == 0 && !c->lit_pending && !c->want_line);
+    struct parser *fresh = parser_new(&c->limits->parser);
+    if (fresh == NULL) {
+        *error_r = "out of memory";
+        return -1;
+    }
+    /* Drained before the filter exists, so it can never read these bytes as TLS records. */
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t dropped = evbuffer_get_length(in);
+    evbuffer_drain(in, dropped);
+    if (wrap_tls(c, error_r) != 0) {
+        parser_free(&fresh);
+        return -1;
+    }
+    parser_free(&c->parser);
+    c->parser = fresh;
+    c->discarding_line = false;
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    if (c->waiting_drain)
+        bufferevent_setwatermark(c->bev, EV_WRITE, DRAIN_LOW, 0);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (dropped > 0)
+        log_write(LOG_INFO, "conn.starttls_discarded", "conn=%llu peer=%s bytes=%zu",
+                  (unsigned long long)c->id, c->peer, dropped);
+    return 0;
+}
+
+/* Handles TLS-specific bufferevent events; true when it did (event_cb does nothing more). */
+static bool conn_tls_event(struct conn *c, short what)
+{
+    if (what & BEV_EVENT_CONNECTED) {
+        c->tls_ready = true;
+        char desc[128];
+        tls_describe(c->bev, desc, sizeof(desc));
+        log_write(LOG_INFO, "conn.tls", "conn=%llu peer=%s tls=\"%s\"", (unsigned long long)c->id,
+                  c->peer, desc);
+        return true;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        char err[256];
+        if (!tls_describe_error(c->bev, err, sizeof(err)))
+            return false; /* a socket error: logged as any other */
+        char q[300];
+        log_write(LOG_INFO, c->tls_ready ? "conn.tls_error" : "conn.tls_handshake_failed",
+                  "conn=%llu peer=%s error=%s", (unsigned long long)c->id, c->peer,
+                  log_quote(q, sizeof(q), err, strlen(err)));
+        conn_kill(c);
+        return true;
+    }
+    return false;
+}
+
+static void linger_write_cb(struct bufferevent *sock, void *arg)
+{
+    (void)sock;
+    conn_kill(arg);
+}
+
+static void linger_event_cb(struct bufferevent *sock, short what, void *arg)
+{
+    (void)sock;
+    (void)what;
+    conn_kill(arg);
+}
+
+/*
+ * Kills a closing connection whose output is flushed; over TLS first says close_notify and
+ * waits until the socket below has flushed too.
+ */
+static void kill_when_flushed(struct conn *c)
+{
+    struct bufferevent *sock = c->tls && c->tls_ready ? bufferevent_get_underlying(c->bev) : NULL;
+    if (sock != NULL)
+        tls_close_notify(c->bev);
+    if (sock == NULL || evbuffer_get_length(bufferevent_get_output(sock)) == 0) {
+        conn_kill(c);
+        return;
+    }
+    /* The filter has nothing more to send: take over its socket's callbacks until it drains. */
+    bufferevent_setcb(sock, NULL, linger_write_cb, linger_event_cb, c);
+    bufferevent_setwatermark(sock, EV_WRITE, 0, 0);
+    bufferevent_enable(sock, EV_WRITE);
+}
+
 /* ------------------------------------------------------------------ accept */
 
 static void format_peer(char *out, size_t size, const struct sockaddr *sa)
@@ -921,7 +1205,8 @@ static void format_peer(char *out, size_t size, const struct sockaddr *sa)
     }
 }
 
-int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int addrlen)
+int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int addrlen,
+                bool implicit_tls)
 {
     (void)addrlen;
     const struct config *cfg = fe->cfg;
@@ -939,14 +1224,19 @@ int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int ad
     c->state = CONN_STATE_NOT_AUTH;
     c->limits = &cfg->preauth;
     format_peer(c->peer, sizeof(c->peer), addr);
+    c->loopback = addr_is_loopback(addr);
     c->q_cap = cfg->max_queued + 1;
     c->queue = calloc(c->q_cap, sizeof(*c->queue));
     c->parser = parser_new(&c->limits->parser);
     c->bev = bufferevent_socket_new(fe->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    const char *tls_error = NULL;
+    bool tls_failed = implicit_tls && c->bev != NULL && wrap_tls(c, &tls_error) != 0;
+    if (tls_failed)
+        log_write(LOG_ERROR, "conn.tls_failed", "peer=%s error=\"%s\"", c->peer, tls_error);
     c->idle_timer = evtimer_new(fe->base, idle_cb, c);
     c->wait_timer = evtimer_new(fe->base, wait_timer_cb, c);
     if (c->queue == NULL || c->parser == NULL || c->bev == NULL || c->idle_timer == NULL ||
-        c->wait_timer == NULL) {
+        c->wait_timer == NULL || tls_failed) {
         if (c->bev != NULL)
             bufferevent_free(c->bev);
         else

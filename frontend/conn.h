@@ -56,16 +56,29 @@ struct cmd_ctx {
     bool uid;                     /* came as "UID <name>" */
     cmd_step *next;               /* set before returning CMD_WAIT */
     void *state;                  /* the handler's own state, usually in the arena */
+    void *helper;                 /* state of a shared multi-step helper the handler is running
+                                   * (e.g. expunge_start), usually in the arena */
+    void (*cleanup)(struct cmd_ctx *ctx); /* optional: frees what state holds outside the arena;
+                                   * called once when the command ends, however it ends */
     const struct store_result *store; /* during a step continued by a Redis reply */
     void *job;                    /* during a step continued by a worker result (handler frees) */
     const char *result;           /* "OK" / "NO" / "BAD", set by reply_tagged, for the log */
+    bool early;                   /* started at its first literal, before the line was complete
+                                   * (commands with a literal hook: APPEND) */
+    bool complete;                /* early: the whole command has been parsed (args are final) */
+    struct arena *own_arena;      /* early: the arena used until the command is complete */
     const char *line;             /* during a step continued by conn_read_line: the line, or NULL
                                    * when it exceeded the line limit (it was discarded) */
     size_t line_len;
 };
 
-/* Accepts a connected socket: creates the connection (and greets it). -1 on failure (fd closed). */
-int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int addrlen);
+/*
+ * Accepts a connected socket: creates the connection (and greets it). With implicit_tls (an IMAPS
+ * listener; fe->tls must be set) the greeting goes out once the TLS handshake is done. -1 on
+ * failure (fd closed).
+ */
+int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int addrlen,
+                bool implicit_tls);
 
 /* Registry of live connections. Owned by the frontend. */
 struct conn_table *conn_table_new(void);
@@ -91,8 +104,41 @@ bool conn_is_debug(const struct conn *c);
 /* Enters the authenticated state for login/nsid (copied); switches to the authenticated limits. */
 void conn_set_authenticated(struct conn *c, const char *login, const char *nsid);
 
+struct selected;
+
+/* The selected mailbox, or NULL when none is. */
+struct selected *conn_selected(struct conn *c);
+
+/* Enters the selected state with sel (owned from now on; a previous selection is freed). */
+void conn_select(struct conn *c, struct selected *sel);
+
+/* Leaves the selected state (back to authenticated), freeing the selection. */
+void conn_unselect(struct conn *c);
+
 /* Counts a failed authentication; returns the count so far. */
 unsigned conn_count_auth_failure(struct conn *c);
+
+/* --- TLS (conn.c "TLS" region; the OpenSSL side is tls.c) --- */
+
+/* True once the connection runs over TLS (IMAPS, or after STARTTLS), even mid-handshake. */
+bool conn_is_tls(const struct conn *c);
+
+/* True when the peer address is loopback (127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104). */
+bool conn_is_loopback(const struct conn *c);
+
+/* True when STARTTLS can be offered: not authenticated, not TLS yet, a certificate configured. */
+bool conn_starttls_available(const struct conn *c);
+
+/*
+ * Switches the connection to TLS for STARTTLS (RFC 3501 §6.2.1), after the handler queued its
+ * tagged OK (which still goes out in plaintext, ahead of the handshake). Everything the client
+ * sent after the STARTTLS line is discarded unread and the parser starts afresh, so plaintext
+ * pipelined behind STARTTLS can never be taken as if it came over TLS (CVE-2011-0411). Only for
+ * a CMD_F_NO_PIPELINE command running in the not-authenticated state with
+ * conn_starttls_available(). Returns 0, or -1 with *error_r (static text; the connection is
+ * unchanged and the caller should close it).
+ */
+int conn_start_tls(struct conn *c, const char **error_r);
 
 /* After the current command's tagged reply: close once the output is flushed. */
 void conn_close_after_output(struct conn *c);
@@ -128,6 +174,12 @@ enum cmd_status conn_sleep(struct cmd_ctx *ctx, cmd_step *next, uint32_t ms);
 
 /* Continues ctx->next once the client's unsent output is below the low-water mark. */
 enum cmd_status conn_wait_drain(struct cmd_ctx *ctx, cmd_step *next);
+
+/*
+ * For a literal hook that paused input (literal_data returned true): reading and parsing resume
+ * after the current step returns.
+ */
+void conn_resume_input(struct cmd_ctx *ctx);
 
 /* True when unsent output is above the high-water mark (a streaming handler should wait). */
 bool conn_output_full(const struct conn *c);

@@ -15,6 +15,7 @@ struct evdns_base;
 struct store;
 struct workers;
 struct conn_table;
+struct tls_server;
 
 struct frontend {
     struct event_base *base;
@@ -22,6 +23,7 @@ struct frontend {
     struct store *store;
     struct workers *workers;
     struct conn_table *conns;
+    struct tls_server *tls; /* NULL without --tls-cert (no IMAPS, no STARTTLS) */
     const struct config *cfg;
     bool draining;          /* SIGTERM/SIGINT seen: accept nothing new */
     uint64_t next_conn_id;  /* for logs: monotonically increasing connection number */

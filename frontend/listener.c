@@ -23,6 +23,7 @@ struct listener {
     struct frontend *fe;
     struct evconnlistener *evl;
     struct event *resume;
+    bool tls;               /* implicit TLS (IMAPS) */
     char name[64];
 };
 
@@ -85,7 +86,7 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 {
     (void)evl;
     struct listener *l = arg;
-    if (conn_accept(l->fe, fd, addr, len) != 0)
+    if (conn_accept(l->fe, fd, addr, len, l->tls) != 0)
         log_write(LOG_ERROR, "conn.accept_failed", "listener=%s", l->name);
 }
 
@@ -109,7 +110,8 @@ static void error_cb(struct evconnlistener *evl, void *arg)
     }
 }
 
-struct listener *listener_open(struct frontend *fe, const char *text, const char **error_r)
+struct listener *listener_open(struct frontend *fe, const char *text, bool implicit_tls,
+                               const char **error_r)
 {
     struct sockaddr_storage ss;
     socklen_t len = 0;
@@ -121,6 +123,7 @@ struct listener *listener_open(struct frontend *fe, const char *text, const char
         return NULL;
     }
     l->fe = fe;
+    l->tls = implicit_tls;
     snprintf(l->name, sizeof(l->name), "%s", text);
     l->resume = evtimer_new(fe->base, resume_cb, l);
     l->evl = evconnlistener_new_bind(fe->base, accept_cb, l,
@@ -132,7 +135,8 @@ struct listener *listener_open(struct frontend *fe, const char *text, const char
         return NULL;
     }
     evconnlistener_set_error_cb(l->evl, error_cb);
-    log_write(LOG_INFO, "listen", "addr=%s", text);
+    log_write(LOG_INFO, "listen", "addr=%s tls=%s", text,
+              implicit_tls ? "implicit" : fe->tls != NULL ? "starttls" : "none");
     return l;
 }
 

@@ -5,6 +5,7 @@
 #ifndef CIMAP_LISTENER_H
 #define CIMAP_LISTENER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -19,8 +20,12 @@ struct listener;
 int listener_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len_r,
                         const char **error_r);
 
-/* Binds and starts accepting on text. NULL with *error_r on failure (message is static text). */
-struct listener *listener_open(struct frontend *fe, const char *text, const char **error_r);
+/*
+ * Binds and starts accepting on text; with implicit_tls every connection starts with a TLS
+ * handshake (IMAPS; fe->tls must be set). NULL with *error_r on failure (static text).
+ */
+struct listener *listener_open(struct frontend *fe, const char *text, bool implicit_tls,
+                               const char **error_r);
 
 /* Stops accepting and closes the socket; sets *l to NULL. NULL-safe. */
 void listener_free(struct listener **l);

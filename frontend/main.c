@@ -1,8 +1,8 @@
 /*
  * cimapd: configuration, the event base, the Redis store, the worker pool, listeners and signals.
  * SIGTERM/SIGINT drain: stop accepting, BYE to clients between commands, let running commands
- * finish, exit when the last connection is gone or after the grace period. Nothing here holds
- * mail state: all of it lives in Redis (DESIGN.md).
+ * finish, exit when the last connection is gone or after the grace period. SIGHUP re-reads the
+ * TLS certificate and key. Nothing here holds mail state: all of it lives in Redis (DESIGN.md).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -19,22 +19,24 @@
 #include "frontend/log.h"
 #include "frontend/startup.h"
 #include "frontend/store.h"
+#include "frontend/tls.h"
 #include "frontend/workers.h"
 
 #define DRAIN_GRACE_S 30
 
 struct process {
     struct frontend fe;
-    struct listener *listeners[CONFIG_MAX_LISTEN];
+    struct listener *listeners[2 * CONFIG_MAX_LISTEN]; /* --listen, then --listen-tls */
     struct event *sig_term;
     struct event *sig_int;
+    struct event *sig_hup;  /* reloads the TLS certificate and key */
     struct event *drain_check;
     int drain_ticks;
 };
 
 static void close_listeners(struct process *p)
 {
-    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+    for (size_t i = 0; i < 2 * CONFIG_MAX_LISTEN; i++)
         listener_free(&p->listeners[i]);
 }
 
@@ -71,6 +73,25 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     evtimer_add(p->drain_check, &tv);
 }
 
+/* SIGHUP: new TLS connections use the re-read certificate and key; on error the old ones stay. */
+static void hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    struct process *p = arg;
+    if (p->fe.tls == NULL) {
+        log_write(LOG_INFO, "reload", "tls=none");
+        return;
+    }
+    const char *error = NULL;
+    if (tls_server_reload(p->fe.tls, &error) != 0) {
+        char q[600];
+        log_write(LOG_ERROR, "reload.failed", "error=%s", log_quote(q, sizeof(q), error, strlen(error)));
+        return;
+    }
+    log_write(LOG_INFO, "reload", "tls=ok");
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
@@ -84,6 +105,15 @@ int main(int argc, char **argv)
     struct process p;
     memset(&p, 0, sizeof(p));
     p.fe.cfg = &cfg;
+    if (cfg.tls_cert != NULL) {
+        const char *tls_error = NULL;
+        p.fe.tls = tls_server_new(cfg.tls_cert, cfg.tls_key, &tls_error);
+        if (p.fe.tls == NULL) {
+            fprintf(stderr, "cimapd: --tls-cert/--tls-key: %s\n", tls_error);
+            config_free(&cfg);
+            return 64;
+        }
+    }
     p.fe.base = event_base_new();
     if (p.fe.base == NULL) {
         fprintf(stderr, "cimapd: cannot create the event base\n");
@@ -113,18 +143,29 @@ int main(int argc, char **argv)
     p.fe.conns = conn_table_new();
     int exit_code = 0;
     for (size_t i = 0; i < cfg.listen_count; i++) {
-        p.listeners[i] = listener_open(&p.fe, cfg.listen[i], &error);
+        p.listeners[i] = listener_open(&p.fe, cfg.listen[i], false, &error);
         if (p.listeners[i] == NULL) {
             fprintf(stderr, "cimapd: --listen %s: %s\n", cfg.listen[i], error);
             exit_code = 71;
             goto out;
         }
     }
+    for (size_t i = 0; i < cfg.listen_tls_count; i++) {
+        struct listener **l = &p.listeners[CONFIG_MAX_LISTEN + i];
+        *l = listener_open(&p.fe, cfg.listen_tls[i], true, &error);
+        if (*l == NULL) {
+            fprintf(stderr, "cimapd: --listen-tls %s: %s\n", cfg.listen_tls[i], error);
+            exit_code = 71;
+            goto out;
+        }
+    }
     p.sig_term = evsignal_new(p.fe.base, SIGTERM, signal_cb, &p);
     p.sig_int = evsignal_new(p.fe.base, SIGINT, signal_cb, &p);
+    p.sig_hup = evsignal_new(p.fe.base, SIGHUP, hup_cb, &p);
     p.drain_check = evtimer_new(p.fe.base, drain_check_cb, &p);
-    if (p.sig_term == NULL || p.sig_int == NULL || p.drain_check == NULL ||
+    if (p.sig_term == NULL || p.sig_int == NULL || p.sig_hup == NULL || p.drain_check == NULL ||
         evsignal_add(p.sig_term, NULL) != 0 || evsignal_add(p.sig_int, NULL) != 0 ||
+        evsignal_add(p.sig_hup, NULL) != 0 ||
         startup_begin(&p.fe) != 0) {
         fprintf(stderr, "cimapd: cannot set up signals\n");
         exit_code = 71;
@@ -143,11 +184,14 @@ out:
         event_free(p.sig_term);
     if (p.sig_int != NULL)
         event_free(p.sig_int);
+    if (p.sig_hup != NULL)
+        event_free(p.sig_hup);
     if (p.drain_check != NULL)
         event_free(p.drain_check);
     workers_free(&p.fe.workers);
     store_free(&p.fe.store);
     conn_table_free(&p.fe.conns);
+    tls_server_free(&p.fe.tls);
     evdns_base_free(p.fe.dns, 0);
     event_base_free(p.fe.base);
     config_free(&cfg);

@@ -1,6 +1,7 @@
 /*
  * mboxname: validation, INBOX normalisation, hierarchy and LIST pattern matching of mailbox names
- * (RFC 3501 §5.1, §5.1.3, §6.3.8). Pure: no I/O, no allocation, nothing kept between calls.
+ * (RFC 3501 §5.1, §5.1.3, §6.3.8). Pure: no I/O, nothing kept between calls, no allocation but the
+ * caller's arena in mboxname_normalize().
  *
  * Validation insists on the canonical modified UTF-7 spelling because the name is the field of
  * the mailboxes hash: two spellings of one name would be two mailboxes. It does not decode names
@@ -11,6 +12,8 @@
  * the cost is bounded by pattern length × name length whatever the client sends.
  */
 #include "frontend/mboxname.h"
+
+#include "frontend/arena.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -175,6 +178,21 @@ int mboxname_validate(const char *name, size_t len, const struct mboxname_limits
     *code_r = NULL;
     *error_r = NULL;
     return 0;
+}
+
+const char *mboxname_normalize(struct arena *arena, const char *name, size_t len,
+                               const char **error_r)
+{
+    static const struct mboxname_limits caps = {MBOXNAME_MAX_LEN, MBOXNAME_MAX_DEPTH};
+    const char *code = NULL;
+    if (len > MBOXNAME_MAX_LEN) {
+        *error_r = "Mailbox name too long";
+        return NULL;
+    }
+    char *out = arena_alloc(arena, len + 1);
+    if (mboxname_validate(name, len, &caps, out, &code, error_r) != 0)
+        return NULL;
+    return out;
 }
 
 size_t mboxname_parents(const char *name, size_t len, size_t *lens, size_t max)

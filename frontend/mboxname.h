@@ -1,6 +1,8 @@
 /*
  * mboxname: IMAP mailbox names (RFC 3501 §5.1). Pure functions, no I/O, no allocation.
  *
+ * Nothing here allocates except mboxname_normalize(), which copies into the caller's arena.
+ *
  * A name as stored (keys/README.md, the mailboxes hash) is the modified UTF-7 form the client sent
  * (RFC 3501 §5.1.3), in its one canonical spelling, with "INBOX" upper case (also as the first level
  * of "INBOX/child", §5.1: INBOX is case-insensitive) and "/" as the hierarchy delimiter. Canonical
@@ -15,6 +17,12 @@
 
 #define MBOXNAME_DELIM '/'
 #define MBOXNAME_DELIM_STR "/"
+
+/* Hard caps on any stored name, whatever a user's limits (the lua/ scripts refuse longer names). */
+#define MBOXNAME_MAX_LEN 1024
+#define MBOXNAME_MAX_DEPTH 512
+
+struct arena;
 
 /* Per-user limits on names (frontend/limits.h has the defaults). */
 struct mboxname_limits {
@@ -33,6 +41,15 @@ struct mboxname_limits {
  */
 int mboxname_validate(const char *name, size_t len, const struct mboxname_limits *limits,
                       char *out, const char **code_r, const char **error_r);
+
+/*
+ * For names that should exist (SELECT, STATUS, DELETE...): validates name (len bytes) against the
+ * hard caps only, so a mailbox created under larger per-user limits stays reachable, and returns
+ * its normalised form as a NUL-terminated copy in arena. NULL with *error_r (static text) when the
+ * name can never exist.
+ */
+const char *mboxname_normalize(struct arena *arena, const char *name, size_t len,
+                               const char **error_r);
 
 /*
  * True when name (len bytes) is valid modified UTF-7 in canonical form: printable US-ASCII except

@@ -13,8 +13,11 @@
 
 #include <event2/buffer.h>
 
+#include "frontend/auth.h"
 #include "frontend/conn.h"
+#include "frontend/frontend.h"
 #include "frontend/log.h"
+#include "frontend/sasl.h"
 
 #define QUOTED_MAX 1024 /* longer strings go out as literals */
 
@@ -109,8 +112,22 @@ void reply_bye(struct conn *c, const char *code, const char *text)
 void reply_capabilities(struct conn *c, struct evbuffer *out)
 {
     /* Exactly what is implemented; each later extension adds its word here. */
-    (void)c;
-    evbuffer_add_printf(out, "IMAP4rev1 LITERAL+ ID ENABLE");
+    evbuffer_add_printf(out, "IMAP4rev1 LITERAL+ ID ENABLE UNSELECT MULTIAPPEND APPENDLIMIT=%llu",
+                        (unsigned long long)conn_frontend(c)->cfg->append_limit);
+    evbuffer_add_printf(out, " NAMESPACE SPECIAL-USE STATUS=SIZE OBJECTID"); /* mailbox commands */
+    /* Login words only before login: STARTTLS on plaintext with a certificate; LOGINDISABLED and
+     * no AUTH= where a password must not travel in clear (RFC 3501 §6.2.3, RFC 4959, RFC 8314). */
+    if (conn_get_state(c) == CONN_STATE_NOT_AUTH) {
+        if (conn_starttls_available(c))
+            evbuffer_add_printf(out, " STARTTLS");
+        if (!auth_allowed(c)) {
+            evbuffer_add_printf(out, " LOGINDISABLED");
+        } else {
+            for (size_t i = 0; i < sasl_mech_count(); i++)
+                evbuffer_add_printf(out, " AUTH=%s", sasl_mech_at(i)->name);
+            evbuffer_add_printf(out, " SASL-IR");
+        }
+    }
 }
 
 void reply_greeting(struct conn *c)

@@ -13,6 +13,7 @@
 
 #include <event2/event.h>
 
+#include "frontend/demo.h"
 #include "frontend/frontend.h"
 #include "frontend/log.h"
 #include "frontend/password.h"
@@ -23,6 +24,8 @@
 struct startup {
     struct frontend *fe;
     struct event *poll;
+    struct demo_plan *plan; /* the demo mailboxes and messages, while they are written */
+    size_t plan_next;
     char nsid[KEYS_NSID_LEN + 1];
     char *hash;
     bool hash_pending; /* a worker job refers to this object */
@@ -185,14 +188,49 @@ static void ns_created(const struct store_result *res, uint64_t token)
     store_eval(seq->fe->store, 0, LUA_SCRIPT_USER_CREATE, user_created, 0, 1, 3, argv, argvlen);
 }
 
+static void demo_step(const struct store_result *res, uint64_t token);
+
+/* Runs the next call of the demo plan, or finishes. */
+static void demo_next(void)
+{
+    if (seq->plan_next >= demo_plan_count(seq->plan)) {
+        log_write(LOG_INFO, "startup.demo", "user=%s result=created nsid=%s calls=%zu", DEMO_USER,
+                  seq->nsid, seq->plan_next);
+        demo_plan_free(&seq->plan);
+        finish();
+        return;
+    }
+    enum lua_script_id script;
+    int nkeys = 0, argc = 0;
+    const char *const *argv = NULL;
+    const size_t *argvlen = NULL;
+    demo_plan_call(seq->plan, seq->plan_next++, &script, &nkeys, &argc, &argv, &argvlen);
+    store_eval(seq->fe->store, 0, script, demo_step, 0, nkeys, argc, argv, argvlen);
+}
+
+static void demo_step(const struct store_result *res, uint64_t token)
+{
+    (void)token;
+    if (seq == NULL)
+        return;
+    if (res->status != STORE_OK) {
+        log_write(LOG_ERROR, "startup.demo", "step=%zu error=\"%s\"", seq->plan_next, res->error);
+        demo_plan_free(&seq->plan);
+        return;
+    }
+    demo_next();
+}
+
 static void user_created(const struct store_result *res, uint64_t token)
 {
     (void)token;
     if (seq == NULL)
         return;
     if (res->status == STORE_OK) {
-        log_write(LOG_INFO, "startup.demo", "user=%s result=created nsid=%s", DEMO_USER, seq->nsid);
-        finish();
+        seq->plan = demo_plan_new(seq->nsid);
+        if (seq->plan == NULL)
+            return;
+        demo_next();
         return;
     }
     /* Someone else made the user first (or the write failed): drop our fresh namespace. */
@@ -238,6 +276,7 @@ void startup_end(void)
     if (seq == NULL)
         return;
     event_free(seq->poll);
+    demo_plan_free(&seq->plan);
     free(seq->hash);
     free(seq);
     seq = NULL;

@@ -174,6 +174,11 @@ void keys_ns_gc(struct key *k, const char *nsid)
     ns_key(k, nsid, "gc");
 }
 
+void keys_ns_trash(struct key *k, const char *nsid)
+{
+    ns_key(k, nsid, "trash");
+}
+
 void keys_staging(struct key *k, const char *nsid, const char *staging_id)
 {
     assert(keys_nsid_valid(nsid, strlen(nsid)));

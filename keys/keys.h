@@ -92,6 +92,9 @@ void keys_ns_threads(struct key *k, const char *nsid);
 /* "/ns/{<nsid>}/gc": sorted set, content id -> unix time its last reference went. */
 void keys_ns_gc(struct key *k, const char *nsid);
 
+/* "/ns/{<nsid>}/trash": set, ids of deleted mailboxes whose messages are still being released. */
+void keys_ns_trash(struct key *k, const char *nsid);
+
 /* "/ns/{<nsid>}/staging/<id>": string with a TTL, an APPEND literal being uploaded. */
 void keys_staging(struct key *k, const char *nsid, const char *staging_id);
 

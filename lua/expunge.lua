@@ -27,6 +27,7 @@ local function fail(text)
     return redis.error_reply('ERR expunge: ' .. text)
 end
 
+-- Counters go down with `0 - n`: Lua prints -0 as "-0", which HINCRBY refuses.
 -- Runs (keys/README.md): maximal runs of consecutive UIDs, member "first:last", score first;
 -- removing a UID shrinks or splits its run, O(log runs). (Scripts cannot share code.)
 local function runs_remove(runs, uid)
@@ -79,8 +80,8 @@ end
 if redis.call('EXISTS', KEYS[1]) == 0 then
     return redis.error_reply('NONEXISTENT user is being deleted')
 end
-local state = redis.call('HMGET', KEYS[2], 'highestmodseq', 'deleted', 'recent_uid')
-if not state[1] or state[2] == '1' then
+local state = redis.call('HMGET', KEYS[2], 'highestmodseq', 'removed', 'recent_uid')
+if not state[1] or state[2] then
     return redis.error_reply('NONEXISTENT mailbox does not exist')
 end
 local highest = tonumber(state[1])
@@ -128,13 +129,13 @@ for _, i in ipairs(victims) do
 end
 
 local count = #removed
-redis.call('HINCRBY', KEYS[2], 'messages', -count)
-redis.call('HINCRBY', KEYS[2], 'deleted', -count)
-redis.call('HINCRBY', KEYS[2], 'unseen', -unseen)
-redis.call('HINCRBY', KEYS[2], 'recent', -recent)
-redis.call('HINCRBY', KEYS[2], 'bytes', -bytes)
-redis.call('HINCRBY', KEYS[1], 'messages', -count)
-redis.call('HINCRBY', KEYS[1], 'bytes', -bytes)
+redis.call('HINCRBY', KEYS[2], 'messages', 0 - count)
+redis.call('HINCRBY', KEYS[2], 'deleted', 0 - count)
+redis.call('HINCRBY', KEYS[2], 'unseen', 0 - unseen)
+redis.call('HINCRBY', KEYS[2], 'recent', 0 - recent)
+redis.call('HINCRBY', KEYS[2], 'bytes', 0 - bytes)
+redis.call('HINCRBY', KEYS[1], 'messages', 0 - count)
+redis.call('HINCRBY', KEYS[1], 'bytes', 0 - bytes)
 highest = highest + 1
 redis.call('HSET', KEYS[2], 'highestmodseq', highest)
 

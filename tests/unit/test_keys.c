@@ -64,6 +64,8 @@ static void test_mailbox_formats(void **state)
     assert_key(&k, "/ns/{" NSID "}/threads");
     keys_ns_gc(&k, NSID);
     assert_key(&k, "/ns/{" NSID "}/gc");
+    keys_ns_trash(&k, NSID);
+    assert_key(&k, "/ns/{" NSID "}/trash");
     keys_content(&k, NSID, SHA);
     assert_key(&k, "/ns/{" NSID "}/content/" SHA);
     keys_content_raw(&k, NSID, SHA);
