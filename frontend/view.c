@@ -139,6 +139,18 @@ uint32_t view_seq(const struct view *v, uint32_t uid)
     return v->before[i] + (uid - v->first[i]) + 1;
 }
 
+uint32_t view_seq_ceil(const struct view *v, uint32_t uid)
+{
+    return v->count - view_count_from(v, uid) + 1;
+}
+
+uint32_t view_seq_floor(const struct view *v, uint32_t uid)
+{
+    if (uid == UINT32_MAX)
+        return v->count;
+    return v->count - view_count_from(v, uid + 1);
+}
+
 uint32_t view_max_uid(const struct view *v)
 {
     return v->n == 0 ? 0 : v->last[v->n - 1];

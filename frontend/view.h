@@ -39,6 +39,12 @@ uint32_t view_uid(const struct view *v, uint32_t seq);
 /* The sequence number of uid, or 0 when the view does not hold it. */
 uint32_t view_seq(const struct view *v, uint32_t uid);
 
+/* The first sequence number whose UID is >= uid, or count + 1 when none is. */
+uint32_t view_seq_ceil(const struct view *v, uint32_t uid);
+
+/* The last sequence number whose UID is <= uid, or 0 when none is. */
+uint32_t view_seq_floor(const struct view *v, uint32_t uid);
+
 /* The highest UID held, or 0 when empty. */
 uint32_t view_max_uid(const struct view *v);
 

@@ -29,6 +29,15 @@ static void check_against(const struct view *v, const uint32_t *model, uint32_t 
             held |= model[i] == u;
         }
         assert_int_equal(view_count_from(v, u), from);
+        uint32_t ceil = n + 1, floor = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            if (model[i] >= u && ceil == n + 1)
+                ceil = i + 1;
+            if (model[i] <= u)
+                floor = i + 1;
+        }
+        assert_int_equal(view_seq_ceil(v, u), ceil);
+        assert_int_equal(view_seq_floor(v, u), floor);
         if (!held)
             assert_int_equal(view_seq(v, u), 0);
     }
