@@ -962,6 +962,30 @@ enum cmd_status conn_eval(struct cmd_ctx *ctx, cmd_step *next, enum lua_script_i
     return CMD_WAIT;
 }
 
+/* Replies to MULTI and the queued commands of a transaction: EXEC's reply carries them all. */
+static void store_ignore(const struct store_result *res, uint64_t token)
+{
+    (void)res;
+    (void)token;
+}
+
+enum cmd_status conn_redis_tx(struct cmd_ctx *ctx, cmd_step *next, size_t n, const int *argc,
+                              const char *const *const *argv, const size_t *const *argvlen)
+{
+    struct conn *c = ctx->conn;
+    static const char *const multi[] = {"MULTI"};
+    static const size_t multi_len[] = {5};
+    static const char *const exec[] = {"EXEC"};
+    static const size_t exec_len[] = {4};
+    ctx->next = next;
+    /* Issued back to back on one connection (same shard), so nothing else lands in between. */
+    store_command(c->fe->store, c->id, store_ignore, 0, 1, multi, multi_len);
+    for (size_t i = 0; i < n; i++)
+        store_command(c->fe->store, c->id, store_ignore, 0, argc[i], argv[i], argvlen[i]);
+    store_command(c->fe->store, c->id, store_done, conn_token(c), 1, exec, exec_len);
+    return CMD_WAIT;
+}
+
 struct work_wrap {
     void (*work)(void *job);
     void (*free_job)(void *job);

@@ -149,6 +149,15 @@ void conn_close_after_output(struct conn *c);
 enum cmd_status conn_redis(struct cmd_ctx *ctx, cmd_step *next, int argc, const char *const *argv,
                            const size_t *argvlen);
 
+/*
+ * Sends n read commands as one MULTI/EXEC transaction on the connection's shard: one round trip,
+ * one consistent snapshot. ctx->next continues with EXEC's reply, an array holding each command's
+ * reply in order (an element may be an error reply); STORE_UNAVAILABLE if any part failed.
+ * For reads only: every write is a Lua script (DESIGN.md rule 1).
+ */
+enum cmd_status conn_redis_tx(struct cmd_ctx *ctx, cmd_step *next, size_t n, const int *argc,
+                              const char *const *const *argv, const size_t *const *argvlen);
+
 /* EVALSHA of an embedded script (argv = nkeys keys then args); the reply continues ctx->next. */
 enum cmd_status conn_eval(struct cmd_ctx *ctx, cmd_step *next, enum lua_script_id script,
                           int nkeys, int argc, const char *const *argv, const size_t *argvlen);
