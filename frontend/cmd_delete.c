@@ -43,6 +43,7 @@ struct delete_state {
     const char **argv;
     size_t *argvlen;
     uint64_t released;
+    uint64_t remaining;                         /* after the last batch; 0 before the first */
 };
 
 static enum cmd_status purge_read(struct cmd_ctx *ctx);
@@ -90,8 +91,9 @@ static enum cmd_status purge_done(struct cmd_ctx *ctx)
     st->released += (uint64_t)released;
     if (remaining == 0)
         return delete_finish(ctx);
-    if (released == 0) /* messages without a record: looping would never end */
+    if (st->remaining > 0 && (uint64_t)remaining >= st->remaining) /* never loop forever */
         return purge_failed(ctx, "purge made no progress");
+    st->remaining = (uint64_t)remaining;
     return purge_read(ctx);
 }
 

@@ -119,6 +119,8 @@ static bool entry_find(const struct entry *v, size_t n, const char *name, size_t
 static void add_ancestors(struct cmd_ctx *ctx, struct list_state *st)
 {
     size_t n0 = st->n;
+    if (n0 == 0)
+        return;
     qsort(st->e, n0, sizeof(*st->e), entry_cmp);
     for (size_t i = 0; i < n0; i++) {
         const char *name = st->e[i].name;
@@ -347,7 +349,7 @@ static enum cmd_status lsub_got(struct cmd_ctx *ctx)
         if (which == 0) {
             for (size_t i = 0; i < n; i++)
                 *entry_add(ctx, st) = v[i];
-        } else {
+        } else if (n > 0) {
             qsort(v, n, sizeof(*v), entry_cmp);
             st->names = v;
             st->nnames = n;
