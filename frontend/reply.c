@@ -42,6 +42,9 @@ void reply_line(struct conn *c, struct evbuffer *line)
 }
 
 static void vline(struct conn *c, const char *prefix, const char *code, const char *fmt,
+                  va_list ap) __attribute__((format(printf, 4, 0)));
+
+static void vline(struct conn *c, const char *prefix, const char *code, const char *fmt,
                   va_list ap)
 {
     struct evbuffer *b = evbuffer_new();
