@@ -75,7 +75,8 @@ bool mboxname_is_child(const char *parent, size_t plen, const char *child, size_
  * LIST / LSUB pattern matching (RFC 3501 §6.3.8): "*" matches any run of characters, "%" any run
  * without the delimiter, every other byte itself. Case-sensitive, except that the INBOX prefix of
  * a stored name ("INBOX", "INBOX/…") matches case-insensitively ("inbox", "Inbox/%", "in*").
- * Cost O(pattern × name) at worst, with an early exit; patterns of any length are safe.
+ * Cost O(pattern × name) at worst, with an early exit; patterns of any length are safe. Names
+ * longer than 4,096 bytes (far above any limit) never match.
  */
 bool mboxname_match(const char *pattern, size_t plen, const char *name, size_t nlen);
 

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "frontend/arena.h"
 #include "frontend/mboxname.h"
 
 static const struct mboxname_limits limits = {255, 16};
@@ -249,13 +250,33 @@ static void test_utf7_prefixes(void **state)
     assert_false(mboxname_utf7_valid(name, 3));
 }
 
+/* Lookups of existing names use the hard caps only, and copy into the arena. */
+static void test_normalize(void **state)
+{
+    (void)state;
+    struct arena *a = arena_new(256);
+    const char *error = NULL;
+    const char *n = mboxname_normalize(a, "inbox/X", 7, &error);
+    assert_non_null(n);
+    assert_string_equal(n, "INBOX/X");
+    static char longname[1100];
+    memset(longname, 'a', sizeof(longname));
+    assert_non_null(mboxname_normalize(a, longname, MBOXNAME_MAX_LEN, &error));
+    assert_null(mboxname_normalize(a, longname, MBOXNAME_MAX_LEN + 1, &error));
+    assert_non_null(error);
+    assert_null(mboxname_normalize(a, "a//b", 4, &error));
+    assert_null(mboxname_normalize(a, "&AOk", 4, &error));
+    arena_free(&a);
+    assert_null(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validate),         cmocka_unit_test(test_validate_in_place),
         cmocka_unit_test(test_limits),           cmocka_unit_test(test_parents),
         cmocka_unit_test(test_match),            cmocka_unit_test(test_match_hostile),
-        cmocka_unit_test(test_utf7_prefixes),
+        cmocka_unit_test(test_utf7_prefixes),    cmocka_unit_test(test_normalize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
