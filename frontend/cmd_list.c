@@ -394,7 +394,7 @@ enum cmd_status cmd_list(struct cmd_ctx *ctx)
     memcpy(p + ref_len, pat, pat_len);
     p[ref_len + pat_len] = '\0';
     st->pattern = p;
-    st->plen = ref_len + pat_len;
+    st->plen = mboxname_pattern_compact(p, ref_len + pat_len);
     ctx->state = st;
     const char *nsid = conn_nsid(ctx->conn);
     struct key mailboxes;

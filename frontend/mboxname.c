@@ -263,3 +263,22 @@ bool mboxname_match(const char *pattern, size_t plen, const char *name, size_t n
     }
     return reach[nlen];
 }
+
+size_t mboxname_pattern_compact(char *pattern, size_t len)
+{
+    size_t w = 0;
+    size_t i = 0;
+    while (i < len) {
+        if (pattern[i] != '*' && pattern[i] != '%') {
+            pattern[w++] = pattern[i++];
+            continue;
+        }
+        char wild = '%';
+        for (; i < len && (pattern[i] == '*' || pattern[i] == '%'); i++) {
+            if (pattern[i] == '*')
+                wild = '*';
+        }
+        pattern[w++] = wild;
+    }
+    return w;
+}

@@ -80,4 +80,11 @@ bool mboxname_is_child(const char *parent, size_t plen, const char *child, size_
  */
 bool mboxname_match(const char *pattern, size_t plen, const char *name, size_t nlen);
 
+/*
+ * Rewrites pattern (len bytes) in place into its shortest equivalent for mboxname_match: every
+ * run of wildcards becomes "*" when it holds a "*", else "%". Returns the new length. Matching
+ * many names against one pattern then costs nothing for wildcard floods.
+ */
+size_t mboxname_pattern_compact(char *pattern, size_t len);
+
 #endif

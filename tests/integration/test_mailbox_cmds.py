@@ -364,6 +364,8 @@ class MailboxCommandsTest(unittest.TestCase):
         self.assertEqual(set(self.s.list('""', "inbox")), {"INBOX"})  # but not INBOX
         self.assertEqual(set(self.s.list('""', "Inbox/%")), {"INBOX/Sub"})
         self.assertEqual(set(self.s.list('""', "nothing*")), set())
+        self.assertEqual(set(self.s.list('""', "W" + "*%" * 5000 + "4")), {"Work/Reports/2024"})
+        self.assertEqual(set(self.s.list('""', "*a" * 3000)), set())
         self.assertEqual(self.s.ok('LIST "" ""'), ['* LIST (\\Noselect) "/" ""'])
         self.assertEqual(self.s.ok('LIST "Work" ""'), ['* LIST (\\Noselect) "/" ""'])
         self.assertTrue(self.s.cmd("LIST (x) *")[1].startswith("BAD"))

@@ -238,6 +238,35 @@ static void test_match_hostile(void **state)
     assert_false(mboxname_match(pattern, 60000, name, 255));
 }
 
+static void test_pattern_compact(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"", ""},           {"a", "a"},         {"*", "*"},       {"%%", "%"},
+        {"%*%", "*"},       {"a**b%%c", "a*b%c"}, {"**%%**", "*"}, {"a/%/%", "a/%/%"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[32];
+        size_t len = strlen(cases[i][0]);
+        memcpy(buf, cases[i][0], len);
+        size_t n = mboxname_pattern_compact(buf, len);
+        assert_int_equal(n, strlen(cases[i][1]));
+        assert_memory_equal(buf, cases[i][1], n);
+    }
+    /* compacting never changes what matches */
+    const char *names[] = {"a", "a/b", "ab/c", "abc", "a/b/c"};
+    const char *patterns[] = {"a%*", "a*%", "a%%/%", "%*/%*%", "a%%c"};
+    for (size_t p = 0; p < 5; p++) {
+        char buf[32];
+        size_t len = strlen(patterns[p]);
+        memcpy(buf, patterns[p], len);
+        size_t n = mboxname_pattern_compact(buf, len);
+        for (size_t k = 0; k < 5; k++)
+            assert_int_equal(mboxname_match(buf, n, names[k], strlen(names[k])),
+                             mboxname_match(patterns[p], len, names[k], strlen(names[k])));
+    }
+}
+
 /* Every prefix of a valid name is either valid or cut inside a run: never a crash. */
 static void test_utf7_prefixes(void **state)
 {
@@ -277,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_limits),           cmocka_unit_test(test_parents),
         cmocka_unit_test(test_match),            cmocka_unit_test(test_match_hostile),
         cmocka_unit_test(test_utf7_prefixes),    cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_pattern_compact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
