@@ -11,7 +11,9 @@
  * \Noselect. INBOX cannot be deleted (NO [CANNOT]).
  *
  * Once phase 1 succeeded the mailbox is gone for every client, so a failure during the purge is
- * logged and DELETE is still answered OK: the mailbox stays in the trash set for a later sweep.
+ * logged and DELETE is still answered OK: the mailbox stays in the trash set, and the user's next
+ * DELETE, once its own purge is done, purges up to LEFTOVER_SWEEPS such leftovers (mbx_purge is
+ * idempotent, so a purge running concurrently elsewhere does no harm).
  * The batch buffers are allocated once per command (at most ~250 KiB, only for mailboxes with
  * messages) and reused by every batch, so memory does not grow with the mailbox.
  */
@@ -31,6 +33,7 @@
 #define UID_MAX_LEN 10        /* decimal digits of a 32-bit UID */
 #define CONTENT_KEY_MAX 160   /* "/ns/{<nsid>}/content/<sha256>" is 116 bytes */
 #define PURGE_FIXED_KEYS 12   /* meta, trash, the 9 mailbox keys, gc */
+#define LEFTOVER_SWEEPS 4     /* leftover trash entries one DELETE purges at most */
 
 struct delete_state {
     const char *name;
@@ -44,17 +47,48 @@ struct delete_state {
     size_t *argvlen;
     uint64_t released;
     uint64_t remaining;                         /* after the last batch; 0 before the first */
+    unsigned sweeps;                            /* leftover trash entries purged after ours */
 };
 
 static enum cmd_status purge_read(struct cmd_ctx *ctx);
 
+static enum cmd_status delete_got_leftover(struct cmd_ctx *ctx)
+{
+    struct delete_state *st = ctx->state;
+    const struct store_result *res = ctx->store;
+    /* Best effort: whatever happens here, the DELETE itself is complete. */
+    if (res->status == STORE_OK && res->reply->type == REDIS_REPLY_STRING &&
+        keys_mbxid_valid(res->reply->str, res->reply->len) &&
+        memcmp(res->reply->str, st->mbxid, KEYS_MBXID_LEN) != 0) {
+        memcpy(st->mbxid, res->reply->str, KEYS_MBXID_LEN);
+        st->mbxid[KEYS_MBXID_LEN] = '\0';
+        st->released = 0;
+        st->remaining = 0;
+        st->sweeps++;
+        log_write(LOG_INFO, "mailbox.purge_leftover", "conn=%llu user=%s mbxid=%s",
+                  (unsigned long long)conn_id(ctx->conn), conn_user(ctx->conn), st->mbxid);
+        return purge_read(ctx);
+    }
+    reply_tagged(ctx, "OK", NULL, "DELETE completed");
+    return CMD_DONE;
+}
+
 static enum cmd_status delete_finish(struct cmd_ctx *ctx)
 {
     struct delete_state *st = ctx->state;
-    log_write(LOG_INFO, "mailbox.deleted", "conn=%llu user=%s mbxid=%s released=%" PRIu64,
+    log_write(LOG_INFO, "mailbox.purged", "conn=%llu user=%s mbxid=%s released=%" PRIu64,
               (unsigned long long)conn_id(ctx->conn), conn_user(ctx->conn), st->mbxid, st->released);
-    reply_tagged(ctx, "OK", NULL, "DELETE completed");
-    return CMD_DONE;
+    if (st->sweeps >= LEFTOVER_SWEEPS) {
+        reply_tagged(ctx, "OK", NULL, "DELETE completed");
+        return CMD_DONE;
+    }
+    /* A purge cut short (front end killed, Redis outage, client gone) left its mailbox in the
+     * trash set: the next DELETE of the same user finishes it. */
+    struct key trash;
+    keys_ns_trash(&trash, conn_nsid(ctx->conn));
+    const char *argv[] = {"SRANDMEMBER", trash.s};
+    const size_t argvlen[] = {11, trash.len};
+    return conn_redis(ctx, delete_got_leftover, 2, argv, argvlen);
 }
 
 /* Phase 2 failed: the mailbox is deleted for clients; its messages wait in the trash set. */

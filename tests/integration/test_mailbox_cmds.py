@@ -270,6 +270,27 @@ class MailboxCommandsTest(unittest.TestCase):
         finally:
             r.close()
 
+    def test_delete_finishes_leftover_purges(self):
+        # A front end killed between mbx_delete and the end of its purge leaves the mailbox in
+        # the trash set; the user's next DELETE purges it.
+        self.s.ok("RENAME INBOX Left")
+        left = self.mailboxes()["Left"]
+        with open(harness.ROOT + "/lua/mbx_delete.lua") as f:
+            body = f.read()
+        r = self.redis.client()
+        try:
+            mbx = self.ns("mbx/" + left)
+            r.call("EVAL", body, 6, self.ns("meta"), self.ns("mailboxes"), mbx, mbx + "/log",
+                   self.ns("channel"), self.ns("trash"), "Left", left)
+            self.assertEqual(r.call("SMEMBERS", self.ns("trash")), [left.encode()])
+            self.assertTrue(self.mailbox_keys(left))
+            self.s.ok("CREATE Other")
+            self.s.ok("DELETE Other")
+            self.assertEqual(r.call("SMEMBERS", self.ns("trash")), [])
+            self.assertEqual(self.mailbox_keys(left), set())
+        finally:
+            r.close()
+
     def test_delete_parent_keeps_children(self):
         self.s.ok("CREATE p/c1")
         self.s.ok("CREATE p/c2/g")
