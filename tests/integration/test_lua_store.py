@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""store.lua, copy.lua and expunge.lua (both modes) against a real redis-server (no mocks).
+
+Same style as test_lua_mailbox.py, whose key builders and Store helper this file reuses: scripts
+are loaded with SCRIPT LOAD and called with EVALSHA, keys built from keys/README.md. Checks each
+script's success path against a Python model of the flags, every error path (the keyspace is
+byte-identical after a refused call), and that counters, indexes and runs stay consistent.
+
+    python3 tests/integration/test_lua_store.py -v
+"""
+import os
+import random
+import sys
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import test_lua_mailbox as tlm  # noqa: E402
+
+SCRIPTS = tlm.SCRIPTS + ("store", "expunge")
+SYSTEM_ORDER = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+ZERO_SHA = "0" * 64
+
+
+def setUpModule():
+    tlm.REDIS = harness.Redis()
+    r = tlm.REDIS.client()
+    for name in SCRIPTS:
+        with open(os.path.join(tlm.LUA_DIR, name + ".lua"), "rb") as f:
+            tlm.SHAS[name] = r.call("SCRIPT", "LOAD", f.read()).decode()
+    r.close()
+
+
+def tearDownModule():
+    if tlm.REDIS is not None:
+        tlm.REDIS.stop()
+        tlm.REDIS = None
+
+
+def canon(flags):
+    """The stored form of a set of flags: system flags in order, then keywords as given."""
+    words = flags.split() if isinstance(flags, str) else list(flags)
+    sys_ = [f for f in SYSTEM_ORDER if f in words]
+    return " ".join(sys_ + [w for w in words if not w.startswith("\\")])
+
+
+class Ops(tlm.Store):
+    """The scripts of this file, called the way the front end calls them."""
+
+    def store(self, mbxid, mode, flags, uids, since=0, max_keywords=0):
+        keys = [self.k.meta] + self.k.mbx_all(mbxid) + [self.k.channel]
+        return self.evalsha("store", keys, [mbxid, mode, flags, since, max_keywords] + list(uids))
+
+    def content_of(self, mbxid, uids):
+        out = []
+        for u in uids:
+            rec = self.r.call("HGET", self.k.mbx(mbxid, "/msg"), u)
+            out.append(rec.split()[0].decode() if rec else ZERO_SHA)
+        return out
+
+    def expunge(self, mbxid, uids, mode=None):
+        keys = [self.k.meta] + self.k.mbx_all(mbxid) + [self.k.channel, self.k.gc]
+        keys += [self.k.content(s) for s in self.content_of(mbxid, uids)]
+        args = [mbxid] + ([mode] if mode else []) + list(uids)
+        return self.evalsha("expunge", keys, args)
+
+    def copy_keys(self, dst, src, staging, shas):
+        keys = [self.k.meta] + self.k.mbx_all(dst) + [self.k.channel, self.k.gc,
+                                                      self.k.prefix + "copies",
+                                                      self.k.prefix + "copy/" + staging,
+                                                      self.k.mbx(src), self.k.mbx(src, "/msg"),
+                                                      self.k.mbx(src, "/flags")]
+        return keys + [self.k.content(s) for s in shas]
+
+    def copy(self, mode, dst, src, uids, staging=None, quota_bytes=0, quota_messages=0,
+             max_keywords=0, shas=None):
+        staging = staging or uuid.uuid4().hex
+        if shas is None:
+            shas = self.content_of(src, uids)
+        keys = self.copy_keys(dst, src, staging, shas)
+        return self.evalsha("copy", keys, [mode, dst, src, quota_bytes, quota_messages,
+                                           max_keywords] + list(uids))
+
+    def staged(self, staging):
+        return [x.decode() for x in self.r.call("LRANGE", self.k.prefix + "copy/" + staging, 0, -1)]
+
+    def copy_abort(self, dst, src, staging):
+        """Releases a staged copy the way the front end does: 1,000 records per call."""
+        calls = 0
+        while True:
+            calls += 1
+            recs = self.r.call("LRANGE", self.k.prefix + "copy/" + staging, 0, 999)
+            shas = [r.split()[1].decode() for r in recs]
+            keys = self.copy_keys(dst, src, staging, shas)
+            (remaining,) = self.evalsha("copy", keys, ["abort", dst, src, 0, 0, 0])
+            if remaining == 0:
+                return calls
+
+
+class Base(tlm.Base):
+    def setUp(self):
+        super().setUp()
+        self.s = Ops(self.r, self.k.nsid)
+        _, self.inbox = self.s.create("INBOX")
+
+    def fill(self, mbxid, flags_list):
+        msgs = [tlm.Msg("Subject: %d %s\r\n\r\nbody %d\r\n" % (i, uuid.uuid4().hex, i), flags=f)
+                for i, f in enumerate(flags_list)]
+        _, first, last, _ = self.s.append(mbxid, msgs)
+        return list(range(first, last + 1)), msgs
+
+    def flags_of(self, mbxid):
+        return {int(k): v for k, v in tlm.hgetall(self.r, self.k.mbx(mbxid, "/flags")).items()}
+
+    def modseqs(self, mbxid):
+        return {int(m): s for m, s in tlm.zmembers(self.r, self.k.mbx(mbxid, "/modseq"))}
+
+    def highest(self, mbxid):
+        return int(self.r.call("HGET", self.k.mbx(mbxid), "highestmodseq"))
+
+    def log(self, mbxid):
+        out = []
+        for eid, fields in self.r.call("XRANGE", self.k.mbx(mbxid, "/log"), "-", "+"):
+            f = {fields[i].decode(): fields[i + 1].decode() for i in range(0, len(fields), 2)}
+            out.append((eid.decode(), f["k"], f["u"]))
+        return out
+
+
+class TestStore(Base):
+    def test_modes_and_reply(self):
+        uids, _ = self.fill(self.inbox, ["", "\\Seen", "\\seen \\DELETED kw1", ""])
+        m0 = self.highest(self.inbox)
+        reply = self.s.store(self.inbox, "add", "\\Flagged Kw1 \\Seen", uids)
+        m1 = m0 + 1
+        self.assertEqual(reply[0], m1)
+        self.assertEqual(reply[1], 4)
+        got = [(reply[2 + 3 * i], reply[3 + 3 * i].decode(), reply[4 + 3 * i]) for i in range(4)]
+        self.assertEqual(got, [(uids[0], "\\Seen \\Flagged kw1", m1),
+                               (uids[1], "\\Seen \\Flagged kw1", m1),
+                               (uids[2], "\\Seen \\Flagged \\Deleted kw1", m1),
+                               (uids[3], "\\Seen \\Flagged kw1", m1)])
+        # The keyword keeps the mailbox's first spelling (kw1, learned at APPEND).
+        self.assertEqual(self.r.call("HGET", self.k.mbx(self.inbox), "keywords"), b"kw1")
+        self.assertEqual(self.log(self.inbox)[-1], ("%d-1" % m1, "flags", "%d:%d" % (uids[0], uids[3])))
+        self.assertInvariants(self.inbox)
+
+        # remove: only the named flags go; unchanged messages keep their modseq.
+        reply = self.s.store(self.inbox, "remove", "\\Deleted \\Seen", uids[2:3])
+        self.assertEqual(reply[:5], [m1 + 1, 1, uids[2], b"\\Flagged kw1", m1 + 1])
+        reply = self.s.store(self.inbox, "remove", "\\Draft", uids)
+        self.assertEqual(reply[0], m1 + 1, "nothing changed: no modseq bump")
+        self.assertEqual([reply[4 + 3 * i] for i in range(4)], [m1, m1, m1 + 1, m1])
+        self.assertEqual(len(self.log(self.inbox)), 3)
+
+        # set replaces; an empty set removes the flags field.
+        reply = self.s.store(self.inbox, "set", "", uids[:1])
+        self.assertEqual(reply[:5], [m1 + 2, 1, uids[0], b"", m1 + 2])
+        self.assertNotIn(uids[0], self.flags_of(self.inbox))
+        # set with the same flags in another order and case is no change.
+        reply = self.s.store(self.inbox, "set", "KW1 \\flagged", uids[2:3])
+        self.assertEqual(reply[:5], [m1 + 2, 1, uids[2], b"\\Flagged kw1", m1 + 1])
+        self.assertEqual(self.modseqs(self.inbox)[uids[2]], m1 + 1)
+        self.assertInvariants(self.inbox)
+
+    def test_missing_uids_are_skipped(self):
+        uids, _ = self.fill(self.inbox, ["", ""])
+        reply = self.s.store(self.inbox, "add", "\\Seen", [uids[0], uids[1] + 5, uids[1] + 9])
+        self.assertEqual(reply[1], 1)
+        self.assertEqual(reply[2], uids[0])
+        self.assertEqual(self.s.store(self.inbox, "add", "\\Seen", [99]), [reply[0], 0])
+        self.assertEqual(self.s.store(self.inbox, "add", "\\Seen", []), [reply[0], 0])
+        self.assertInvariants(self.inbox)
+
+    def test_unchangedsince_leaves_newer_messages(self):
+        uids, _ = self.fill(self.inbox, ["", ""])
+        m = self.highest(self.inbox)
+        self.s.store(self.inbox, "add", "\\Answered", uids[1:])
+        reply = self.s.store(self.inbox, "add", "\\Flagged", uids, since=m)
+        self.assertEqual(reply[:8], [m + 2, 2, uids[0], b"\\Flagged", m + 2, uids[1], b"\\Answered", m + 1])
+
+    def test_keyword_limit_and_spelling(self):
+        uids, _ = self.fill(self.inbox, ["a b", ""])
+        self.assertRefused("LIMIT", self.s.store, self.inbox, "add", "c", uids, max_keywords=2)
+        # Known keywords (any case) never count against the limit; remove never learns.
+        self.s.store(self.inbox, "add", "A B", uids, max_keywords=2)
+        self.s.store(self.inbox, "remove", "zz", uids, max_keywords=2)
+        self.assertEqual(self.flags_of(self.inbox), {uids[0]: "a b", uids[1]: "a b"})
+        self.s.store(self.inbox, "add", "c", uids, max_keywords=3)
+        self.assertEqual(self.r.call("HGET", self.k.mbx(self.inbox), "keywords"), b"a b c")
+        # No message changes: nothing learned, no LIMIT either.
+        self.s.store(self.inbox, "add", "d", [999], max_keywords=3)
+        self.assertEqual(self.r.call("HGET", self.k.mbx(self.inbox), "keywords"), b"a b c")
+
+    def test_errors_write_nothing(self):
+        uids, _ = self.fill(self.inbox, [""])
+        s, k = self.s, self.k
+        self.assertRefused("ERR", s.store, self.inbox, "toggle", "\\Seen", uids)
+        self.assertRefused("ERR", s.store, self.inbox, "add", "\\Bogus", uids)
+        self.assertRefused("ERR", s.store, self.inbox, "add", "a(b", uids)
+        self.assertRefused("ERR", s.store, self.inbox, "add", "\\Seen", [2, 1])
+        self.assertRefused("ERR", s.store, self.inbox, "add", "\\Seen", ["0"])
+        self.assertRefused("ERR", s.store, self.inbox, "add", "\\Seen", list(range(1, 1002)))
+        self.assertRefused("ERR", s.evalsha, "store", [k.meta] + k.mbx_all(tlm.new_mbxid()) + [k.channel],
+                           [self.inbox, "add", "\\Seen", 0, 0, 1])
+        self.assertRefused("NONEXISTENT", s.store, tlm.new_mbxid(), "add", "\\Seen", [1])
+        self.r.call("HSET", k.mbx(self.inbox), "removed", 1)
+        self.assertRefused("NONEXISTENT", s.store, self.inbox, "add", "\\Seen", uids)
+        self.r.call("HDEL", k.mbx(self.inbox), "removed")
+        self.r.call("DEL", k.meta)
+        self.assertRefused("NONEXISTENT", s.store, self.inbox, "add", "\\Seen", uids)
+
+    def test_random_against_model(self):
+        rng = random.Random(7)
+        words = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "k1", "k2", "K3"]
+        uids, _ = self.fill(self.inbox, [""] * 40)
+        model = {u: set() for u in uids}
+        for _ in range(200):
+            mode = rng.choice(["set", "add", "remove"])
+            req = set(rng.sample(words, rng.randint(0, 3)))
+            pick = sorted(rng.sample(uids, rng.randint(1, 10)))
+            before = self.highest(self.inbox)
+            reply = self.s.store(self.inbox, mode, " ".join(sorted(req)), pick)
+            changed = False
+            for u in pick:
+                new = req if mode == "set" else model[u] | req if mode == "add" else model[u] - req
+                changed |= new != model[u]
+                model[u] = set(new)
+            self.assertEqual(reply[0], before + (1 if changed else 0))
+            for i in range(reply[1]):
+                u, f = reply[2 + 3 * i], reply[3 + 3 * i].decode()
+                self.assertEqual(set(f.split()), model[u])
+        flags = self.flags_of(self.inbox)
+        for u in uids:
+            self.assertEqual(set(flags.get(u, "").split()), model[u])
+        self.assertInvariants(self.inbox)
+
+
+if __name__ == "__main__":
+    unittest.main()
