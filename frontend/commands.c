@@ -21,6 +21,7 @@ static const struct cmd_desc table[] = {
     {"DELETE", AUTHED, 0, 1, 1, cmd_delete, NULL, NULL},
     {"ENABLE", AUTHED, 0, 1, -1, cmd_enable, NULL, NULL},
     {"EXAMINE", AUTHED, 0, 1, 1, cmd_select, NULL, NULL},
+    {"FETCH", CONN_STATE_SELECTED, CMD_F_UID, 2, 2, cmd_fetch, NULL, NULL},
     {"ID", ANY, 0, 1, 1, cmd_id, NULL, NULL},
     {"LIST", AUTHED, 0, 2, 2, cmd_list, NULL, NULL},
     {"LOGIN", CONN_STATE_NOT_AUTH, CMD_F_SENSITIVE, 2, 2, cmd_login, NULL, NULL},

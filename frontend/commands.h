@@ -72,5 +72,6 @@ cmd_literal_fn cmd_append_literal;
 cmd_literal_data_fn cmd_append_literal_data;
 cmd_step cmd_authenticate;
 cmd_step cmd_starttls;
+cmd_step cmd_fetch;
 
 #endif

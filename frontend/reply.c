@@ -118,6 +118,7 @@ void reply_capabilities(struct conn *c, struct evbuffer *out)
     evbuffer_add_printf(out, "IMAP4rev1 LITERAL+ ID ENABLE UNSELECT MULTIAPPEND APPENDLIMIT=%llu",
                         (unsigned long long)conn_frontend(c)->cfg->append_limit);
     evbuffer_add_printf(out, " NAMESPACE SPECIAL-USE STATUS=SIZE OBJECTID"); /* mailbox commands */
+    evbuffer_add_printf(out, " BINARY"); /* FETCH */
     /* Login words only before login: STARTTLS on plaintext with a certificate; LOGINDISABLED and
      * no AUTH= where a password must not travel in clear (RFC 3501 §6.2.3, RFC 4959, RFC 8314). */
     if (conn_get_state(c) == CONN_STATE_NOT_AUTH) {

@@ -1,0 +1,92 @@
+/*
+ * fetch_render: what one message's FETCH response is made of (RFC 3501 §7.4.2, RFC 3516 §4.2,
+ * RFC 8474 §5). Renders the items that come from the message's columns and stored content fields,
+ * and resolves body items to "sources": byte ranges of the raw message to read (GETRANGE), how to
+ * turn them into the literal (as they are, CTE-decoded, or header-filtered) and the literal's size.
+ * Pure, no I/O: cmd_fetch.c reads the bytes and writes them out.
+ */
+#ifndef CIMAP_FETCH_RENDER_H
+#define CIMAP_FETCH_RENDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "frontend/arena.h"
+#include "frontend/fetch_att.h"
+#include "frontend/mail/mail.h"
+
+struct evbuffer;
+
+/* One message of a FETCH batch; strings live in the batch (or content window) arena. */
+struct fetch_msg {
+    uint32_t seq, uid;
+    bool exists;             /* its record was read (not expunged by another session) */
+    bool gone;               /* content missing or inconsistent: not answered */
+    const char *sha;         /* content id (NUL-terminated), when the msg column was read */
+    int64_t internaldate;
+    uint64_t size;
+    const char *emailid;     /* "" when unknown */
+    const char *threadid;    /* "" when unknown */
+    const char *flags;       /* space-separated, NULL when none */
+    size_t flags_len;
+    bool flags_changed;      /* \Seen set by this FETCH: FLAGS is answered */
+    bool content;            /* the content fields below were read */
+    const char *env, *bs;    /* stored ENVELOPE / BODYSTRUCTURE, NULL when not read */
+    size_t env_len, bs_len;
+    struct mail_view *view;  /* over the stored parse, when read (freed with the window) */
+};
+
+/*
+ * Appends one non-body item as "NAME value" (no leading space): UID, FLAGS (with \Recent when
+ * uid >= recent_first), INTERNALDATE, RFC822.SIZE, ENVELOPE, BODY, BODYSTRUCTURE, EMAILID,
+ * THREADID, BINARY.SIZE. Returns 0, or -1 when BINARY.SIZE names a part of unknown transfer
+ * encoding (the caller answers NO [UNKNOWN-CTE]); nothing is appended then.
+ */
+int fetch_render_item(struct evbuffer *out, const struct fetch_att *att, const struct fetch_msg *m,
+                      uint32_t recent_first);
+
+enum fetch_source_kind {
+    FETCH_SOURCE_BYTES,       /* pieces, sent as they are */
+    FETCH_SOURCE_DECODE,      /* one raw piece, CTE-decoded, then sliced to the partial range */
+    FETCH_SOURCE_FILTER,      /* the whole header, filtered (HEADER.FIELDS on a truncated index) */
+    FETCH_SOURCE_NIL,         /* the section names no part of this message */
+    FETCH_SOURCE_UNKNOWN_CTE, /* BINARY of a part whose transfer encoding is unknown */
+};
+
+/* A body item of one message resolved against its parse. */
+struct fetch_source {
+    enum fetch_source_kind kind;
+    struct mail_piece *v;    /* raw ranges (or constant bytes) in order (arena) */
+    size_t count;
+    uint64_t read_size;      /* raw bytes to read (sum of the non-constant pieces) */
+    uint64_t out_size;       /* literal size (FILTER: known only after filtering) */
+    enum mail_cte cte;       /* DECODE */
+};
+
+/*
+ * Resolves a FETCH_ATT_SECTION item for m (m->view is needed unless att->whole). scratch is a
+ * caller-owned, zero-initialised buffer reused across calls. The result lives in a.
+ */
+void fetch_source_resolve(struct arena *a, struct mail_pieces *scratch, const struct fetch_att *att,
+                          const struct fetch_msg *m, struct fetch_source *src);
+
+/* Appends "NAME " and the literal header "{n}\r\n" (or "~{n}\r\n" with literal8). */
+void fetch_literal_header(struct evbuffer *out, const struct fetch_att *att, uint64_t size,
+                          bool literal8);
+
+/*
+ * Appends a whole body item ("NAME " then its string) whose raw bytes are in reads: one GETRANGE
+ * reply per non-constant piece, in order. scratch is a reusable buffer. Returns 0, or -1 when a
+ * reply is not a string of the expected length (the content went away): nothing is appended.
+ */
+int fetch_source_write(struct evbuffer *out, const struct fetch_att *att,
+                       const struct fetch_source *src, redisReply *const *reads, size_t nreads,
+                       struct mail_buf *scratch);
+
+/* Number of GETRANGE reads a source needs (its non-constant pieces). */
+size_t fetch_source_reads(const struct fetch_source *src);
+
+#endif
