@@ -30,6 +30,7 @@ static const struct cmd_desc table[] = {
     {"NAMESPACE", AUTHED, 0, 0, 0, cmd_namespace, NULL, NULL},
     {"NOOP", ANY, 0, 0, 0, cmd_noop, NULL, NULL},
     {"RENAME", AUTHED, 0, 2, 2, cmd_rename, NULL, NULL},
+    {"SEARCH", CONN_STATE_SELECTED, CMD_F_UID, 1, -1, cmd_search, NULL, NULL},
     {"SELECT", AUTHED, 0, 1, 1, cmd_select, NULL, NULL},
     {"STARTTLS", CONN_STATE_NOT_AUTH, CMD_F_NO_PIPELINE, 0, 0, cmd_starttls, NULL, NULL},
     {"STATUS", AUTHED, 0, 2, 2, cmd_status, NULL, NULL},

@@ -64,6 +64,7 @@ cmd_step cmd_subscribe;
 cmd_step cmd_namespace;
 cmd_step cmd_status;
 cmd_step cmd_select;
+cmd_step cmd_search;
 cmd_step cmd_close;
 cmd_step cmd_unselect;
 cmd_step cmd_check;

@@ -119,6 +119,7 @@ void reply_capabilities(struct conn *c, struct evbuffer *out)
                         (unsigned long long)conn_frontend(c)->cfg->append_limit);
     evbuffer_add_printf(out, " NAMESPACE SPECIAL-USE STATUS=SIZE OBJECTID"); /* mailbox commands */
     evbuffer_add_printf(out, " BINARY"); /* FETCH */
+    evbuffer_add_printf(out, " ESEARCH"); /* SEARCH RETURN (RFC 4731) */
     /* Login words only before login: STARTTLS on plaintext with a certificate; LOGINDISABLED and
      * no AUTH= where a password must not travel in clear (RFC 3501 §6.2.3, RFC 4959, RFC 8314). */
     if (conn_get_state(c) == CONN_STATE_NOT_AUTH) {
