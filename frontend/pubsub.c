@@ -401,9 +401,10 @@ static void ps_kill_cb(evutil_socket_t fd, short what, void *arg)
     redisAsyncFree(ac); /* channel callbacks run with NULL: ignored */
     p->freeing = false;
     p->ac = NULL;
-    log_write(LOG_WARN, "pubsub.disconnect", "addr=%s port=%u reason=\"%s\"", ps_addr(p),
-              (unsigned)p->port, p->drop_reason);
-    p->failures = 0;
+    /* Loud once per outage: a server that accepts but never answers fails every attempt here. */
+    log_write(p->failures <= 1 ? LOG_WARN : LOG_DEBUG, "pubsub.disconnect",
+              "addr=%s port=%u reason=\"%s\" failures=%u", ps_addr(p), (unsigned)p->port,
+              p->drop_reason, p->failures);
     p->naddrs = 0;
     p->addr_next = 0;
     ps_schedule(p, ps_backoff(p));
@@ -418,9 +419,9 @@ static void ps_on_disconnect(const redisAsyncContext *ac, int status)
         ps_lost(p, "connection lost");
     p->ac = NULL;
     event_del(p->kill_ev);
-    log_write(LOG_WARN, "pubsub.disconnect", "addr=%s port=%u err=\"%s\"", ps_addr(p),
-              (unsigned)p->port, status == REDIS_OK ? "closed" : ac->c.errstr);
-    p->failures = 0;
+    log_write(p->failures <= 1 ? LOG_WARN : LOG_DEBUG, "pubsub.disconnect",
+              "addr=%s port=%u err=\"%s\" failures=%u", ps_addr(p), (unsigned)p->port,
+              status == REDIS_OK ? "closed" : ac->c.errstr, p->failures);
     p->naddrs = 0;
     p->addr_next = 0;
     ps_schedule(p, ps_backoff(p));
@@ -682,8 +683,6 @@ static void ps_deadline_cb(evutil_socket_t fd, short what, void *arg)
         break;
     }
     case PS_SUBSCRIBING:
-        log_write(LOG_WARN, "pubsub.subscribe", "addr=%s err=\"timeout\" channels=%zu",
-                  ps_addr(p), p->stats.channels);
         p->failures++;
         ps_drop(p, "subscribe timeout");
         break;

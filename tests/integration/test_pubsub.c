@@ -802,12 +802,16 @@ static void test_free_with_watchers(void **state)
     unwatch(0);
     pubsub_free(&ps);
     assert_null(ps);
-    /* Subscribing (burst sent, not confirmed). */
+    /* Subscribing: a stopped server accepts the connection (kernel backlog) but never confirms. */
+    assert_int_equal(kill(main_redis.pid, SIGSTOP), 0);
     ps = new_pubsub(url_for("127.0.0.1", main_redis.port), 1000, 1000);
     for (unsigned i = 0; i < 200; i++)
         watch(i);
-    run_for(1);
+    run_for(100);
+    assert_false(pubsub_ready(ps));
+    unwatch(3); /* UNSUBSCRIBE queued behind the unanswered burst */
     pubsub_free(&ps);
+    assert_int_equal(kill(main_redis.pid, SIGCONT), 0);
     /* Never connected, resolving a name, and a dropped connection about to be freed. */
     ps = new_pubsub(url_for("127.0.0.1", free_port()), 1000, 1000);
     watch(1);
