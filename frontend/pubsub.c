@@ -15,10 +15,10 @@
  *
  * Keepalive: hiredis 0.14 queues the callback of a PING sent in subscribe mode on a list that a
  * subscribe-mode (array) answer never pops, so every PING would leak a node until the connection
- * goes. A SUBSCRIBE of a channel that is already subscribed is answered with a confirmation like any
- * other and leaks nothing, so that is the ping: every keepalive_interval_ms the connection
- * re-SUBSCRIBEs PUBSUB_KEEPALIVE_CHANNEL, and a confirmation missing after keepalive_timeout_ms
- * marks the connection dead (a silently dead TCP peer, a stopped server). Keeping that one channel
+ * goes. A SUBSCRIBE of a channel already subscribed is answered with a confirmation like any other
+ * and leaks nothing, so that is the ping: every keepalive_interval_ms the connection re-SUBSCRIBEs
+ * PUBSUB_KEEPALIVE_CHANNEL, and a confirmation missing after keepalive_timeout_ms marks the
+ * connection dead (a silently dead TCP peer, a stopped server). Keeping that one channel
  * subscribed also keeps hiredis in subscribe mode while no nsid is watched, so UNSUBSCRIBE of the
  * last watched channel never turns the context back into a command connection.
  *
@@ -214,7 +214,7 @@ static struct pubsub_watch *watch_find(const struct pubsub *p, const char *nsid)
 static void watch_grow(struct pubsub *p)
 {
     size_t n = p->nbuckets * 2;
-    struct pubsub_watch **b = ps_alloc(n * sizeof(*b));
+    struct pubsub_watch **b = ps_alloc(n * sizeof(struct pubsub_watch *));
     for (size_t i = 0; i < p->nbuckets; i++) {
         struct pubsub_watch *w = p->buckets[i];
         while (w != NULL) {
@@ -464,7 +464,7 @@ static int ps_send_one(struct pubsub *p, const char *verb, const char *nsid)
 static void ps_burst(struct pubsub *p)
 {
     struct key *chans = ps_alloc(PUBSUB_BATCH * sizeof(*chans));
-    struct pubsub_watch **batch = ps_alloc(PUBSUB_BATCH * sizeof(*batch));
+    struct pubsub_watch **batch = ps_alloc(PUBSUB_BATCH * sizeof(struct pubsub_watch *));
     size_t n = 0;
     int rc = 0;
     for (size_t i = 0; i < p->nbuckets && rc == 0; i++) {
@@ -882,7 +882,7 @@ struct pubsub *pubsub_new(struct event_base *base, struct evdns_base *dns, const
         return NULL;
     }
     struct pubsub *p = calloc(1, sizeof(*p));
-    struct pubsub_watch **buckets = calloc(PUBSUB_MIN_BUCKETS, sizeof(*buckets));
+    struct pubsub_watch **buckets = calloc(PUBSUB_MIN_BUCKETS, sizeof(struct pubsub_watch *));
     if (p == NULL || buckets == NULL) {
         free(p);
         free(buckets);

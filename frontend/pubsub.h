@@ -71,10 +71,10 @@ void pubsub_get_stats(const struct pubsub *p, struct pubsub_stats *out);
 
 /*
  * Extension (pubsub.c): timing. The keepalive re-SUBSCRIBEs a keepalive channel every
- * keepalive_interval_ms while connected and drops the connection when no confirmation arrives within
- * keepalive_timeout_ms (so a dead peer is noticed within their sum); connect_timeout_ms bounds
- * resolution + connect + the (re)subscribe burst; reconnects back off from backoff_min_ms, doubling
- * up to backoff_max_ms, with jitter. Defaults: 3000, 2000, 3000, 100, 5000.
+ * keepalive_interval_ms while connected and drops the connection when no confirmation arrives
+ * within keepalive_timeout_ms (so a dead peer is noticed within their sum); connect_timeout_ms
+ * bounds resolution + connect + the (re)subscribe burst; reconnects back off from backoff_min_ms,
+ * doubling up to backoff_max_ms, with jitter. Defaults: 3000, 2000, 3000, 100, 5000.
  */
 struct pubsub_timing {
     uint32_t keepalive_interval_ms;

@@ -162,7 +162,7 @@ static redisReply *redis_sync(const char *fmt, ...)
     return r;
 }
 
-/* ---- nsids and channels ----------------------------------------------------------------------- */
+/* ---- nsids and channels ---------------------------------------------------------------------- */
 
 #define NMAX 1100
 
@@ -830,6 +830,93 @@ static void test_free_with_watchers(void **state)
     run_for(50); /* nothing fires after free */
 }
 
+/*
+ * Replies of a shape Redis does not send must not crash or deliver anything: a scripted peer (not
+ * Redis: a real server cannot be made to send these) answers the burst, then sends wrong shapes
+ * hiredis passes through, then one good message.
+ */
+static pid_t scripted_peer(uint16_t *port_r, const char *script, size_t len)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    *port_r = ntohs(sa.sin_port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0)
+            _exit(1);
+        char buf[4096];
+        size_t got = 0;
+        /* Wait for the burst's end: the keepalive channel's SUBSCRIBE. */
+        while (got < sizeof(buf) - 1) {
+            ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
+            if (n <= 0)
+                _exit(1);
+            got += (size_t)n;
+            buf[got] = '\0';
+            if (strstr(buf, "/frontends/keepalive\r\n") != NULL)
+                break;
+        }
+        for (size_t off = 0; off < len;) {
+            ssize_t n = write(fd, script + off, len - off);
+            if (n <= 0)
+                _exit(1);
+            off += (size_t)n;
+        }
+        while (read(fd, buf, sizeof(buf)) > 0)
+            ;
+        _exit(0);
+    }
+    close(lfd);
+    return pid;
+}
+
+static void test_wrong_shapes(void **state)
+{
+    (void)state;
+    struct key k;
+    channel_of(60, &k);
+    char script[2048];
+    int n = snprintf(script, sizeof(script),
+                     "*3\r\n$9\r\nsubscribe\r\n$%zu\r\n%s\r\n:1\r\n"
+                     "*3\r\n$9\r\nsubscribe\r\n$20\r\n/frontends/keepalive\r\n:2\r\n"
+                     "*3\r\n$7\r\nmessage\r\n$%zu\r\n%s\r\n:42\r\n"          /* integer payload */
+                     "*2\r\n$7\r\nmessage\r\n$%zu\r\n%s\r\n"                 /* too short */
+                     "*3\r\n$5\r\nbogus\r\n$%zu\r\n%s\r\n$1\r\nx\r\n"       /* unknown kind */
+                     "*3\r\n$7\r\nmessage\r\n$%zu\r\n%s\r\n*1\r\n$1\r\nx\r\n" /* array payload */
+                     "*3\r\n$7\r\nmessage\r\n$20\r\n/frontends/keepalive\r\n$1\r\nx\r\n"
+                     "*3\r\n$9\r\nsubscribe\r\n$22\r\n/ns/{nonsense}/channel\r\n:3\r\n"
+                     "*3\r\n$7\r\nmessage\r\n$%zu\r\n%s\r\n$5\r\nhello\r\n",
+                     k.len, k.s, k.len, k.s, k.len, k.s, k.len, k.s, k.len, k.s, k.len, k.s);
+    assert_true(n > 0 && (size_t)n < sizeof(script));
+    uint16_t port;
+    pid_t peer = scripted_peer(&port, script, (size_t)n);
+    ps = new_pubsub(url_for("127.0.0.1", port), 1000, 1000);
+    watch(60);
+    wait_msgs(1, 3000);
+    run_for(20);
+    assert_int_equal(rec.total_msgs, 1);
+    assert_int_equal(rec.msgs[60], 1);
+    assert_int_equal(rec.len[60], 5);
+    assert_memory_equal(rec.payload[60], "hello", 5);
+    assert_int_equal(rec.resync[60], 1);
+    assert_true(pubsub_ready(ps));
+    pubsub_free(&ps);
+    kill(peer, SIGKILL);
+    while (waitpid(peer, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
 int main(void)
 {
     log_set_level(LOG_INFO);
@@ -844,6 +931,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keepalive_debug_sleep, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(test_reentrant, loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(test_free_with_watchers, loop_setup, loop_teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_shapes, loop_setup, loop_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
