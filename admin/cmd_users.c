@@ -26,6 +26,7 @@
 #include "admin/db.h"
 #include "admin/secret.h"
 #include "frontend/password.h"
+#include "frontend/defaults.h"
 #include "keys/keys.h"
 
 #define SWEEP_BATCH 500        /* keys per ns_sweep.lua call: bounds each script's run time */
@@ -381,6 +382,37 @@ static int parse_user_opts(int argc, char **argv, unsigned allowed, bool want_lo
     return 0;
 }
 
+/*
+ * INBOX, Sent, Drafts, Trash, Junk and Archive with their SPECIAL-USE attributes (defaults.h);
+ * one that exists already (a rerun) is left alone. Exit code.
+ */
+static int create_default_mailboxes(struct db *d, const char *nsid)
+{
+    struct key meta, boxes;
+    keys_ns_meta(&meta, nsid);
+    keys_ns_mailboxes(&boxes, nsid);
+    for (size_t i = 0; i < DEFAULT_MAILBOX_COUNT; i++) {
+        char mbxid[KEYS_MBXID_LEN + 1];
+        keys_mbxid_new(mbxid);
+        struct key mbx;
+        keys_mbx(&mbx, nsid, mbxid, KEYS_MBX);
+        const char *keys[] = {meta.s, boxes.s, mbx.s};
+        const size_t keylen[] = {meta.len, boxes.len, mbx.len};
+        const struct default_mailbox *m = &default_mailboxes[i];
+        const char *args[] = {"0", m->name, mbxid, m->specialuse};
+        const size_t arglen[] = {1, strlen(m->name), KEYS_MBXID_LEN, strlen(m->specialuse)};
+        redisReply *reply = NULL;
+        const char *error = NULL;
+        if (db_script(d, LUA_SCRIPT_MBX_CREATE, 3, keys, keylen, 4, args, arglen, &reply, &error) != 0) {
+            if (db_error_is(d, "ALREADYEXISTS"))
+                continue;
+            return admin_db_fail(d, "cannot create the default mailboxes", error);
+        }
+        freeReplyObject(reply);
+    }
+    return ADMIN_EX_OK;
+}
+
 /* Creates a new user; *raced_r when another admin created the record first. Exit code. */
 static int user_create(struct db *d, const struct key *k, const char *login, const char *hash,
                        const struct params *params, bool *raced_r)
@@ -416,6 +448,9 @@ static int user_create(struct db *d, const struct key *k, const char *login, con
         return sweep_namespace(d, nsid, &deleted);
     }
     freeReplyObject(reply);
+    int rc = create_default_mailboxes(d, nsid);
+    if (rc != ADMIN_EX_OK)
+        return rc;
     printf("created user %s (namespace %s)\n", login, nsid);
     return ADMIN_EX_OK;
 }

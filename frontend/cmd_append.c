@@ -32,6 +32,7 @@
 #include "frontend/limits.h"
 #include "frontend/log.h"
 #include "frontend/mail/mail.h"
+#include "frontend/mailbox.h"
 #include "frontend/mboxname.h"
 #include "frontend/msgprep.h"
 #include "frontend/reply.h"
@@ -57,7 +58,7 @@ struct append_msg {
 };
 
 struct append_state {
-    char *mailbox;               /* normalised name, arena */
+    const char *mailbox;         /* normalised name, arena */
     struct append_msg *msgs;     /* malloc'd array */
     size_t n;
     size_t next_arg;             /* first argument of the next message (flags/date) */
@@ -149,10 +150,10 @@ enum lit_decision cmd_append_literal(struct cmd_ctx *ctx, const struct parser_li
         const char *code = NULL, *error = NULL;
         if (!cmd_arg_astring(&li->args[0], &raw, &raw_len))
             return reject(ctx, "BAD", NULL, "APPEND takes a mailbox name");
-        char *name = arena_alloc(ctx->arena, raw_len + 1);
-        struct mboxname_limits lim = {LIMITS_MAX_NAME_LEN, LIMITS_MAX_DEPTH};
-        if (mboxname_validate(raw, raw_len, &lim, name, &code, &error) != 0)
-            return reject(ctx, "NO", "TRYCREATE", error);
+        (void)code;
+        const char *name = mboxname_normalize(ctx->arena, raw, raw_len, &error);
+        if (name == NULL) /* a name that can never exist: creating it would not help */
+            return reject(ctx, "NO", "CANNOT", error);
         st->mailbox = name;
     }
     if (st->n >= APPEND_MAX_MESSAGES)
@@ -324,16 +325,10 @@ static enum cmd_status append_commit(struct cmd_ctx *ctx)
 static enum cmd_status append_got_mailbox(struct cmd_ctx *ctx)
 {
     struct append_state *st = ctx->state;
-    const struct store_result *res = ctx->store;
-    if (res->status != STORE_OK)
-        return cmd_store_failed(ctx, res, "APPEND");
-    const redisReply *r = res->reply;
-    if (r->type != REDIS_REPLY_STRING || !keys_mbxid_valid(r->str, r->len)) {
+    if (st->mbxid[0] == '\0') {
         reply_tagged(ctx, "NO", "TRYCREATE", "No such mailbox");
         return CMD_DONE;
     }
-    memcpy(st->mbxid, r->str, KEYS_MBXID_LEN);
-    st->mbxid[KEYS_MBXID_LEN] = '\0';
     return append_commit(ctx);
 }
 
@@ -362,10 +357,6 @@ enum cmd_status cmd_append(struct cmd_ctx *ctx)
             return CMD_DONE;
         }
     }
-    struct key k;
-    keys_ns_mailboxes(&k, conn_nsid(ctx->conn));
-    const char *argv[] = {"HGET", k.s, st->mailbox};
-    const size_t argvlen[] = {4, k.len, strlen(st->mailbox)};
-    return conn_redis(ctx, append_got_mailbox, 3, argv, argvlen);
+    return mailbox_lookup(ctx, st->mailbox, st->mbxid, append_got_mailbox);
 }
 

@@ -3,7 +3,7 @@
  * CLOSE silently expunges the \Deleted messages of a read-write mailbox (expunge.c, batches of
  * 1,000, each batch its own atomic operation) and then leaves the selected state; UNSELECT only
  * leaves it. CHECK has nothing to flush — every write is durable in Redis when it is acknowledged
- * — so it completes like NOOP.
+ * — so it behaves like NOOP, updates included.
  */
 #include <string.h>
 
@@ -26,13 +26,20 @@ static enum cmd_status close_done(struct cmd_ctx *ctx)
     return CMD_DONE;
 }
 
+static void close_cleanup(struct cmd_ctx *ctx)
+{
+    expunge_release(ctx->state);
+}
+
 enum cmd_status cmd_close(struct cmd_ctx *ctx)
 {
     const struct selected *sel = conn_selected(ctx->conn);
     if (!sel->readonly) {
         struct expunge_job *job = arena_calloc(ctx->arena, 1, sizeof(*job));
+        job->mode = EXPUNGE_DELETED; /* every \Deleted message, silently (RFC 3501 §6.4.2) */
         job->done = close_done;
         ctx->state = job;
+        ctx->cleanup = close_cleanup;
         return expunge_start(ctx, job);
     }
     conn_unselect(ctx->conn);
@@ -49,6 +56,5 @@ enum cmd_status cmd_unselect(struct cmd_ctx *ctx)
 
 enum cmd_status cmd_check(struct cmd_ctx *ctx)
 {
-    reply_tagged(ctx, "OK", NULL, "CHECK completed");
-    return CMD_DONE;
+    return cmd_noop(ctx); /* updates, then "CHECK completed" */
 }

@@ -21,8 +21,7 @@
 #include "frontend/cmd_common.h"
 #include "frontend/commands.h"
 #include "frontend/log.h"
-#include "frontend/limits.h"
-#include "frontend/mboxname.h"
+#include "frontend/mailbox.h"
 #include "frontend/reply.h"
 #include "frontend/selected.h"
 #include "keys/keys.h"
@@ -233,50 +232,30 @@ static enum cmd_status select_snapshot(struct cmd_ctx *ctx)
 static enum cmd_status select_got_id(struct cmd_ctx *ctx)
 {
     struct select_state *st = ctx->state;
-    const struct store_result *res = ctx->store;
-    if (res->status != STORE_OK) {
-        selected_free(&st->sel);
-        return cmd_store_failed(ctx, res, ctx->desc->name);
-    }
-    const redisReply *r = res->reply;
-    if (r->type != REDIS_REPLY_STRING || !keys_mbxid_valid(r->str, r->len)) {
+    if (st->sel->mbxid[0] == '\0') {
         selected_free(&st->sel);
         reply_tagged(ctx, "NO", "NONEXISTENT", "No such mailbox");
         return CMD_DONE;
     }
-    memcpy(st->sel->mbxid, r->str, KEYS_MBXID_LEN);
-    st->sel->mbxid[KEYS_MBXID_LEN] = '\0';
     return select_snapshot(ctx);
 }
 
 enum cmd_status cmd_select(struct cmd_ctx *ctx)
 {
-    const char *raw = NULL;
-    size_t raw_len = 0;
     /* RFC 3501 §6.3.1: a SELECT, even a failing one, first leaves the selected state. */
     conn_unselect(ctx->conn);
-    if (!cmd_arg_astring(&ctx->args[0], &raw, &raw_len)) {
-        reply_tagged(ctx, "BAD", NULL, "%s takes a mailbox name", ctx->desc->name);
-        return CMD_DONE;
-    }
+    size_t len = 0;
+    const char *name = mailbox_arg_name(ctx, &ctx->args[0], MAILBOX_ARG_EXISTING, false, &len);
+    if (name == NULL)
+        return CMD_DONE; /* answered */
     struct select_state *st = arena_calloc(ctx->arena, 1, sizeof(*st));
     ctx->state = st;
-    const char *code = NULL, *error = NULL;
-    char *name = arena_alloc(ctx->arena, raw_len + 1);
-    struct mboxname_limits lim = {LIMITS_MAX_NAME_LEN, LIMITS_MAX_DEPTH};
-    if (mboxname_validate(raw, raw_len, &lim, name, &code, &error) != 0) {
-        reply_tagged(ctx, "NO", "NONEXISTENT", "%s", error);
-        return CMD_DONE;
-    }
     st->name = name;
     st->sel = selected_new();
     st->sel->readonly = strcasecmp(ctx->desc->name, "EXAMINE") == 0;
     st->sel->name = strdup(st->name);
     if (st->sel->name == NULL)
         abort();
-    struct key k;
-    keys_ns_mailboxes(&k, conn_nsid(ctx->conn));
-    const char *argv[] = {"HGET", k.s, st->name};
-    const size_t argvlen[] = {4, k.len, strlen(st->name)};
-    return conn_redis(ctx, select_got_id, 3, argv, argvlen);
+    /* INBOX always exists for a logged-in user: mailbox_lookup creates it when missing. */
+    return mailbox_lookup(ctx, st->name, st->sel->mbxid, select_got_id);
 }

@@ -15,6 +15,7 @@ enum cmd_flags {
     CMD_F_NO_PIPELINE = 1 << 0, /* parse nothing after it until it ends (STARTTLS, IDLE, LOGOUT) */
     CMD_F_SENSITIVE = 1 << 1,   /* mask arguments in the --debug transcript (LOGIN) */
     CMD_F_UID = 1 << 2,         /* also valid as "UID <name>" */
+    CMD_F_IDLE = 1 << 3,        /* waiting in it is idleness: the autologout timer runs (IDLE) */
 };
 
 /* What a command's literal hook decides for one literal (RFC 7888, RFC 7889). */
@@ -68,7 +69,12 @@ cmd_step cmd_search;
 cmd_step cmd_close;
 cmd_step cmd_unselect;
 cmd_step cmd_check;
+cmd_step cmd_store;
+cmd_step cmd_copy;
+cmd_step cmd_move;
+cmd_step cmd_expunge;
 cmd_step cmd_append;
+cmd_step cmd_idle;
 cmd_literal_fn cmd_append_literal;
 cmd_literal_data_fn cmd_append_literal_data;
 cmd_step cmd_authenticate;

@@ -36,7 +36,9 @@
 #include "frontend/frontend.h"
 #include "frontend/log.h"
 #include "frontend/reply.h"
+#include "frontend/pubsub.h"
 #include "frontend/selected.h"
+#include "frontend/watchers.h"
 #include "frontend/tls.h"
 #include "frontend/workers.h"
 #include "keys/keys.h"
@@ -59,6 +61,9 @@ struct conn {
     uint32_t slot;
     uint32_t gen;           /* changes for every command: tokens of older commands go stale */
     uint64_t id;
+    uint64_t sid;           /* session token: slot + generation at accept; constant */
+    bool watching;          /* registered in the watchers under its nsid */
+    bool updates_pending;   /* a wake-up came that no updates_run has handled yet */
     struct bufferevent *bev;
     struct parser *parser;
     enum conn_state state;
@@ -97,6 +102,7 @@ struct conn_table {
     uint32_t *free_slots;
     uint32_t free_count;
     uint32_t gen_counter;
+    struct watchers *watch; /* nsid -> sessions with a mailbox selected (wake-up fan-out) */
 };
 
 /* The process's one registry: async callbacks carry only a token, so they find it here. */
@@ -118,6 +124,7 @@ struct conn_table *conn_table_new(void)
     struct conn_table *t = calloc(1, sizeof(*t));
     if (t == NULL)
         abort();
+    t->watch = watchers_new();
     registry = t;
     return t;
 }
@@ -130,6 +137,7 @@ void conn_table_free(struct conn_table **tp)
     assert(t->count == 0); /* conn_table_close_all() and a loop turn first */
     free(t->slots);
     free(t->free_slots);
+    watchers_free(&t->watch);
     free(t);
     registry = NULL;
     *tp = NULL;
@@ -158,6 +166,7 @@ static void table_insert(struct conn_table *t, struct conn *c)
     }
     c->slot = t->free_slots[--t->free_count];
     c->gen = ++t->gen_counter;
+    c->sid = ((uint64_t)c->gen << 32) | c->slot;
     t->slots[c->slot] = c;
     t->count++;
 }
@@ -186,6 +195,20 @@ static struct conn *table_lookup(uint64_t token)
         return NULL;
     struct conn *c = registry->slots[slot];
     if (c == NULL || c->gen != gen || c->dead || c->running == NULL)
+        return NULL;
+    return c;
+}
+
+/* The connection of session token sid, or NULL when it is gone. */
+static struct conn *session_lookup(uint64_t sid)
+{
+    if (registry == NULL)
+        return NULL;
+    uint32_t slot = (uint32_t)sid;
+    if (slot >= registry->cap)
+        return NULL;
+    struct conn *c = registry->slots[slot];
+    if (c == NULL || c->sid != sid || c->dead)
         return NULL;
     return c;
 }
@@ -277,11 +300,29 @@ struct selected *conn_selected(struct conn *c)
     return c->selected;
 }
 
+/* Starts or stops listening to the user's wake-ups (the first/last local session subscribes). */
+static void set_watching(struct conn *c, bool on)
+{
+    if (on == c->watching || c->user == NULL)
+        return;
+    struct watchers *w = c->fe->conns->watch;
+    bool edge = on ? watchers_add(w, c->nsid, c->sid) : watchers_remove(w, c->nsid, c->sid);
+    c->watching = on;
+    if (edge && c->fe->pubsub != NULL) {
+        if (on)
+            pubsub_watch(c->fe->pubsub, c->nsid);
+        else
+            pubsub_unwatch(c->fe->pubsub, c->nsid);
+    }
+}
+
 void conn_select(struct conn *c, struct selected *sel)
 {
     selected_free(&c->selected);
     c->selected = sel;
     c->state = CONN_STATE_SELECTED;
+    c->updates_pending = false;
+    set_watching(c, true);
 }
 
 void conn_unselect(struct conn *c)
@@ -289,6 +330,64 @@ void conn_unselect(struct conn *c)
     selected_free(&c->selected);
     if (c->state == CONN_STATE_SELECTED)
         c->state = CONN_STATE_AUTH;
+    set_watching(c, false);
+}
+
+bool conn_take_updates_pending(struct conn *c)
+{
+    bool was = c->updates_pending;
+    c->updates_pending = false;
+    return was;
+}
+
+/*
+ * A wake-up for this session: remember it, and if the running command sleeps waiting for a line
+ * with a wake-up step (IDLE), run that step now.
+ */
+static void conn_wake(struct conn *c)
+{
+    c->updates_pending = true;
+    struct cmd_ctx *ctx = c->running;
+    if (ctx == NULL || ctx->on_wake == NULL || !c->want_line || ctx->next == NULL || c->closing)
+        return;
+    c->want_line = false;
+    ctx->next = NULL;
+    c->updates_pending = false;
+    conn_after_step(c, ctx->on_wake(ctx));
+}
+
+struct wake_args {
+    const char *payload;
+    size_t len;
+    bool resync;
+};
+
+static void wake_one(uint64_t sid, void *arg)
+{
+    const struct wake_args *w = arg;
+    struct conn *c = session_lookup(sid);
+    if (c == NULL || c->selected == NULL)
+        return;
+    if (!w->resync) {
+        /* "<mbxid> <modseq>": only the selected mailbox, only news */
+        if (w->len < KEYS_MBXID_LEN + 2 || memcmp(w->payload, c->selected->mbxid, KEYS_MBXID_LEN) != 0)
+            return;
+        uint64_t modseq = 0;
+        for (size_t i = KEYS_MBXID_LEN + 1; i < w->len && w->payload[i] >= '0' && w->payload[i] <= '9'; i++)
+            modseq = modseq * 10 + (uint64_t)(w->payload[i] - '0');
+        if (modseq <= c->selected->highestmodseq)
+            return;
+    }
+    conn_wake(c);
+}
+
+void conn_pubsub_wake(const char *nsid, const char *payload, size_t len, bool resync, void *arg)
+{
+    (void)arg;
+    if (registry == NULL)
+        return;
+    struct wake_args w = {payload, len, resync};
+    watchers_each(registry->watch, nsid, wake_one, &w);
 }
 
 unsigned conn_count_auth_failure(struct conn *c)
@@ -311,8 +410,8 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
     if (c->dead || c->closing)
         return;
-    if (c->running != NULL) { /* a long command is not idleness */
-        arm_idle_timer(c);
+    if (c->running != NULL && !(c->running->desc->flags & CMD_F_IDLE)) {
+        arm_idle_timer(c); /* a long command is not idleness; IDLE is (RFC 2177) */
         return;
     }
     log_write(LOG_INFO, "conn.timeout", "conn=%llu peer=%s state=%s", (unsigned long long)c->id,
@@ -360,6 +459,7 @@ static void conn_kill(struct conn *c)
     bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
     evtimer_del(c->idle_timer);
     evtimer_del(c->wait_timer);
+    set_watching(c, false);
     table_remove(c->fe->conns, c);
     log_write(LOG_INFO, "conn.close", "conn=%llu peer=%s user=%s", (unsigned long long)c->id,
               c->peer, c->user != NULL ? c->user : "-");
@@ -622,7 +722,10 @@ static void start_next(struct conn *c)
     }
     c->running = ctx;
     clock_gettime(CLOCK_MONOTONIC, &c->started);
-    evtimer_del(c->idle_timer);
+    if (ctx->desc->flags & CMD_F_IDLE)
+        arm_idle_timer(c);
+    else
+        evtimer_del(c->idle_timer);
     conn_after_step(c, ctx->desc->run(ctx));
 }
 

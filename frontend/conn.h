@@ -63,6 +63,8 @@ struct cmd_ctx {
     const struct store_result *store; /* during a step continued by a Redis reply */
     void *job;                    /* during a step continued by a worker result (handler frees) */
     const char *result;           /* "OK" / "NO" / "BAD", set by reply_tagged, for the log */
+    cmd_step *on_wake;            /* optional: run when a wake-up arrives while the command waits
+                                   * in conn_read_line (IDLE); the line wait is cancelled */
     bool early;                   /* started at its first literal, before the line was complete
                                    * (commands with a literal hook: APPEND) */
     bool complete;                /* early: the whole command has been parsed (args are final) */
@@ -114,6 +116,16 @@ void conn_select(struct conn *c, struct selected *sel);
 
 /* Leaves the selected state (back to authenticated), freeing the selection. */
 void conn_unselect(struct conn *c);
+
+/* True when a wake-up came since the last call (and clears it): updates_run is due. */
+bool conn_take_updates_pending(struct conn *c);
+
+/*
+ * The pub/sub callback (pubsub_cb): fans a wake-up for user nsid out to the local sessions that
+ * have the mailbox named in the payload selected and have not seen its modseq; with resync, to
+ * every session of the user. arg is unused.
+ */
+void conn_pubsub_wake(const char *nsid, const char *payload, size_t len, bool resync, void *arg);
 
 /* Counts a failed authentication; returns the count so far. */
 unsigned conn_count_auth_failure(struct conn *c);

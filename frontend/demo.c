@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "frontend/defaults.h"
 #include "frontend/limits.h"
 #include "frontend/log.h"
 #include "frontend/msgprep.h"
@@ -26,14 +27,9 @@ struct demo_message {
     const char *text;  /* CRLF line ends */
 };
 
-static const struct {
-    const char *name;
-    const char *specialuse;
-} mailboxes[] = {
-    {"INBOX", ""}, {"Sent", "\\Sent"}, {"Drafts", "\\Drafts"},
-    {"Trash", "\\Trash"}, {"Junk", "\\Junk"}, {"Archive", "\\Archive"},
-};
-#define N_MAILBOXES (sizeof(mailboxes) / sizeof(mailboxes[0]))
+/* messages[].mailbox indexes default_mailboxes: INBOX, Sent, Drafts, Trash, ... */
+#define mailboxes default_mailboxes
+#define N_MAILBOXES DEFAULT_MAILBOX_COUNT
 
 static const struct demo_message messages[] = {
     {0, "\\Seen", "1764000000",

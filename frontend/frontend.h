@@ -16,6 +16,7 @@ struct store;
 struct workers;
 struct conn_table;
 struct tls_server;
+struct pubsub;
 
 struct frontend {
     struct event_base *base;
@@ -23,6 +24,7 @@ struct frontend {
     struct store *store;
     struct workers *workers;
     struct conn_table *conns;
+    struct pubsub *pubsub;  /* the one subscriber connection (wake-ups) */
     struct tls_server *tls; /* NULL without --tls-cert (no IMAPS, no STARTTLS) */
     const struct config *cfg;
     bool draining;          /* SIGTERM/SIGINT seen: accept nothing new */

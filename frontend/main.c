@@ -17,6 +17,7 @@
 #include "frontend/frontend.h"
 #include "frontend/listener.h"
 #include "frontend/log.h"
+#include "frontend/pubsub.h"
 #include "frontend/startup.h"
 #include "frontend/store.h"
 #include "frontend/tls.h"
@@ -141,6 +142,11 @@ int main(int argc, char **argv)
         return 71;
     }
     p.fe.conns = conn_table_new();
+    p.fe.pubsub = pubsub_new(p.fe.base, p.fe.dns, cfg.redis_url, conn_pubsub_wake, NULL, &error);
+    if (p.fe.pubsub == NULL) {
+        fprintf(stderr, "cimapd: --redis: %s\n", error);
+        return 64;
+    }
     int exit_code = 0;
     for (size_t i = 0; i < cfg.listen_count; i++) {
         p.listeners[i] = listener_open(&p.fe, cfg.listen[i], false, &error);
@@ -189,6 +195,7 @@ out:
     if (p.drain_check != NULL)
         event_free(p.drain_check);
     workers_free(&p.fe.workers);
+    pubsub_free(&p.fe.pubsub);
     store_free(&p.fe.store);
     conn_table_free(&p.fe.conns);
     tls_server_free(&p.fe.tls);

@@ -120,6 +120,7 @@ void reply_capabilities(struct conn *c, struct evbuffer *out)
     evbuffer_add_printf(out, " NAMESPACE SPECIAL-USE STATUS=SIZE OBJECTID"); /* mailbox commands */
     evbuffer_add_printf(out, " BINARY"); /* FETCH */
     evbuffer_add_printf(out, " ESEARCH"); /* SEARCH RETURN (RFC 4731) */
+    evbuffer_add_printf(out, " UIDPLUS MOVE"); /* UID EXPUNGE, COPYUID (RFC 4315); RFC 6851 */
     /* Login words only before login: STARTTLS on plaintext with a certificate; LOGINDISABLED and
      * no AUTH= where a password must not travel in clear (RFC 3501 §6.2.3, RFC 4959, RFC 8314). */
     if (conn_get_state(c) == CONN_STATE_NOT_AUTH) {

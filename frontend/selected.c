@@ -20,6 +20,7 @@ void selected_free(struct selected **sp)
     free(s->name);
     free(s->keywords);
     view_free(&s->view);
+    arena_free(&s->upd_arena);
     free(s);
     *sp = NULL;
 }

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "frontend/arena.h"
 #include "frontend/view.h"
 #include "keys/keys.h"
 
@@ -22,6 +23,7 @@ struct selected {
     uint32_t recent_first;  /* UIDs >= this are \Recent for this session */
     char *keywords;         /* space-separated keywords of the mailbox (malloc'd, may be "") */
     struct view *view;
+    struct arena *upd_arena; /* scratch of updates_run, reset at each run (NULL until the first) */
 };
 
 /* A zeroed selected state with an empty view. Aborts on OOM. */

@@ -212,3 +212,15 @@ void keys_mbx(struct key *k, const char *nsid, const char *mbxid, enum keys_mbx_
     assert(part < KEYS_MBX_PART_COUNT);
     key_fmt(k, "/ns/{%s}/mbx/%s%s", nsid, mbxid, suffix[part]);
 }
+
+void keys_ns_copies(struct key *k, const char *nsid)
+{
+    ns_key(k, nsid, "copies");
+}
+
+void keys_copy(struct key *k, const char *nsid, const char *copy_id)
+{
+    assert(keys_nsid_valid(nsid, strlen(nsid)));
+    assert(keys_hex_valid(copy_id, strlen(copy_id), KEYS_STAGING_LEN));
+    key_fmt(k, "/ns/{%s}/copy/%s", nsid, copy_id);
+}

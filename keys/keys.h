@@ -121,4 +121,16 @@ enum keys_mbx_part {
 /* Builds the key of one part of a mailbox. mbxid must be keys_mbxid_valid (asserted). */
 void keys_mbx(struct key *k, const char *nsid, const char *mbxid, enum keys_mbx_part part);
 
+/*
+ * "/ns/{<nsid>}/copies": sorted set, id of each COPY/MOVE being staged -> unix time of its last
+ * stage call (lua/copy.lua), so copies abandoned by a killed front end can be found and released.
+ */
+void keys_ns_copies(struct key *k, const char *nsid);
+
+/*
+ * "/ns/{<nsid>}/copy/<id>": list, the records a COPY/MOVE larger than one batch has staged
+ * (lua/copy.lua); id as made by keys_staging_id_new() (asserted).
+ */
+void keys_copy(struct key *k, const char *nsid, const char *copy_id);
+
 #endif

@@ -1,17 +1,21 @@
--- expunge: permanently removes messages flagged \Deleted from one mailbox (EXPUNGE, CLOSE,
--- UID EXPUNGE; RFC 3501 §6.4.3, RFC 4315 §2.1), one bounded batch per call. The caller picks up to
--- 1,000 candidate UIDs (ZRANGE deleted, or the \Deleted ones of a UID EXPUNGE set), reads their
--- content ids with HMGET msg, and passes the content keys in KEYS. UIDs that are no longer
--- \Deleted or no longer exist (a concurrent STORE or EXPUNGE) are skipped. A call that removes
--- something is one operation: one modseq, one `expunge` log entry, one wake-up.
+-- expunge: permanently removes messages from one mailbox, one bounded batch per call. Mode
+-- `deleted` removes those of the given UIDs that carry \Deleted (EXPUNGE, UID EXPUNGE, CLOSE;
+-- RFC 3501 §6.4.3, RFC 4315 §2.1); mode `all` removes every given UID (the source half of MOVE,
+-- RFC 6851, once copy.lua has committed the copies). The caller picks up to 1,000 candidate UIDs
+-- (from `deleted`, or the moved ones), reads their content ids with HMGET msg, and passes the
+-- content keys in KEYS. UIDs that no longer exist (a concurrent EXPUNGE) or, in mode `deleted`,
+-- no longer carry \Deleted (a concurrent STORE) are skipped. A call that removes something is one
+-- operation: one modseq, one `expunge` log entry, one wake-up.
 -- KEYS[1]      /ns/{<nsid>}/meta
 -- KEYS[2..10]  the mailbox keys in keys_mbx order: /ns/{<nsid>}/mbx/<mbxid>, then its /uids,
 --              /runs, /msg, /flags, /modseq, /unseen, /deleted, /log
 -- KEYS[11]     /ns/{<nsid>}/channel
 -- KEYS[12]     /ns/{<nsid>}/gc
--- KEYS[12+i]   /ns/{<nsid>}/content/<sha256> of the message ARGV[1+i] (as read from /msg)
+-- KEYS[12+i]   /ns/{<nsid>}/content/<sha256> of the message ARGV[2+i] (as read from /msg; any
+--              content key of the namespace for a UID without a record)
 -- ARGV[1]      mbxid
--- ARGV[1+i]    candidate UIDs, ascending, 0..1000 of them
+-- ARGV[2]      mode: `deleted` or `all`
+-- ARGV[2+i]    candidate UIDs, ascending, 0..1000 of them
 -- Reply        {modseq, n, uid1, ..., uidn}: the UIDs removed, ascending; modseq is the mailbox's
 --              highestmodseq after the call (unchanged when n = 0)
 -- Errors       "NONEXISTENT ..." when the user or the mailbox is gone; "ERR ..." on bad keys or
@@ -25,6 +29,42 @@ local MBX_PARTS = {'', '/uids', '/runs', '/msg', '/flags', '/modseq', '/unseen',
 
 local function fail(text)
     return redis.error_reply('ERR expunge: ' .. text)
+end
+
+-- The change log (keys/README.md): one entry "<modseq>-1" per operation, trimmed to about
+-- LOG_MAX entries (XADD MAXLEN ~) and, when its oldest entry is older than LOG_AGE seconds, by up
+-- to LOG_AGE_BATCH old entries per call. (Scripts cannot share code: append.lua has the same.)
+local LOG_MAX, LOG_AGE, LOG_AGE_BATCH = 10000, 7 * 86400, 100
+local function entry_time(entry)
+    local f = entry[2]
+    for i = 1, #f - 1, 2 do
+        if f[i] == 't' then
+            return tonumber(f[i + 1]) or 0
+        end
+    end
+    return 0
+end
+local function log_add(log, modseq, now, ...)
+    redis.call('XADD', log, 'MAXLEN', '~', LOG_MAX, string.format('%d-1', modseq), ...)
+    local head = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
+    if #head == 0 or entry_time(head[1]) >= now - LOG_AGE then
+        return
+    end
+    local batch = redis.call('XRANGE', log, '-', '+', 'COUNT', LOG_AGE_BATCH + 1)
+    local cut
+    for i = 2, #batch do
+        cut = batch[i][1]
+        if entry_time(batch[i]) >= now - LOG_AGE then
+            break
+        end
+    end
+    if cut then
+        redis.call('XTRIM', log, 'MINID', cut)
+    end
+end
+local function log_accepts(log, modseq)
+    local top = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+    return #top == 0 or tonumber(string.match(top[1][1], '^(%d+)')) < modseq
 end
 
 -- Counters go down with `0 - n`: Lua prints -0 as "-0", which HINCRBY refuses.
@@ -49,9 +89,13 @@ local function runs_remove(runs, uid)
     end
 end
 
-local n = #ARGV - 1
-if #ARGV < 1 or n > 1000 or #KEYS ~= 12 + n then
-    return fail('expects 12 + n keys and 1 + n arguments, n <= 1000')
+local n = #ARGV - 2
+if #ARGV < 2 or n > 1000 or #KEYS ~= 12 + n then
+    return fail('expects 12 + n keys and 2 + n arguments, n <= 1000')
+end
+local all = ARGV[2] == 'all'
+if not all and ARGV[2] ~= 'deleted' then
+    return fail('mode must be deleted or all')
 end
 local prefix = string.match(KEYS[1], '^(/ns/{' .. nsid_pat .. '}/)meta$')
 local mbxid = ARGV[1]
@@ -69,8 +113,8 @@ for i = 1, 9 do
 end
 local uids = {}
 for i = 1, n do
-    local uid = tonumber(ARGV[1 + i])
-    if not uid or uid < 1 or uid ~= math.floor(uid) or not string.find(ARGV[1 + i], '^%d+$') or
+    local uid = tonumber(ARGV[2 + i])
+    if not uid or uid < 1 or uid ~= math.floor(uid) or not string.find(ARGV[2 + i], '^%d+$') or
         (i > 1 and uid <= uids[i - 1]) then
         return fail('invalid UID (UIDs must ascend)')
     end
@@ -92,7 +136,7 @@ local victims, shas, sizes = {}, {}, {}
 for i = 1, n do
     local uid = uids[i]
     local rec = redis.call('HGET', KEYS[5], uid)
-    if rec and redis.call('ZSCORE', KEYS[9], uid) then
+    if rec and (all or redis.call('ZSCORE', KEYS[9], uid)) then
         local sha, size = string.match(rec, '^(%x+) %S+ (%d+) ')
         if not sha or KEYS[12 + i] ~= prefix .. 'content/' .. sha then
             return fail('content key does not match the message')
@@ -105,8 +149,12 @@ if #victims == 0 then
     return {highest, 0}
 end
 
+highest = highest + 1
+if not log_accepts(KEYS[10], highest) then
+    return fail('change log is ahead of highestmodseq')
+end
 local now = tonumber(redis.call('TIME')[1])
-local bytes, unseen, recent = 0, 0, 0
+local bytes, unseen, deleted, recent = 0, 0, 0, 0
 local removed = {}
 for _, i in ipairs(victims) do
     local uid = uids[i]
@@ -116,7 +164,7 @@ for _, i in ipairs(victims) do
     redis.call('HDEL', KEYS[6], uid)
     redis.call('ZREM', KEYS[7], uid)
     unseen = unseen + redis.call('ZREM', KEYS[8], uid)
-    redis.call('ZREM', KEYS[9], uid)
+    deleted = deleted + redis.call('ZREM', KEYS[9], uid)
     if uid >= recent_uid then
         recent = recent + 1
     end
@@ -130,13 +178,12 @@ end
 
 local count = #removed
 redis.call('HINCRBY', KEYS[2], 'messages', 0 - count)
-redis.call('HINCRBY', KEYS[2], 'deleted', 0 - count)
+redis.call('HINCRBY', KEYS[2], 'deleted', 0 - deleted)
 redis.call('HINCRBY', KEYS[2], 'unseen', 0 - unseen)
 redis.call('HINCRBY', KEYS[2], 'recent', 0 - recent)
 redis.call('HINCRBY', KEYS[2], 'bytes', 0 - bytes)
 redis.call('HINCRBY', KEYS[1], 'messages', 0 - count)
 redis.call('HINCRBY', KEYS[1], 'bytes', 0 - bytes)
-highest = highest + 1
 redis.call('HSET', KEYS[2], 'highestmodseq', highest)
 
 -- The log entry's UID set, as runs.
@@ -149,8 +196,7 @@ while i <= count do
     parts[#parts + 1] = (i == j) and tostring(removed[i]) or (removed[i] .. ':' .. removed[j])
     i = j + 1
 end
-redis.call('XADD', KEYS[10], 'MAXLEN', '~', 10000, highest .. '-1', 'k', 'expunge', 'u',
-    table.concat(parts, ','), 't', now)
+log_add(KEYS[10], highest, now, 'k', 'expunge', 'u', table.concat(parts, ','), 't', now)
 redis.call('PUBLISH', KEYS[11], mbxid .. ' ' .. highest)
 
 local reply = {highest, count}

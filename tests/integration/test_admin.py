@@ -239,8 +239,11 @@ class TestUsers(AdminTestCase):
         self.assertEqual(before["created"], after["created"])
         self.assertEqual(self.check("bob", "new-password"), EX_OK)
         self.assertEqual(self.check("bob", "old-password"), EX_MISMATCH)
-        # Exactly one namespace: an update never makes a new one.
-        self.assertEqual(self.r.keys("/ns/*"), {"/ns/{%s}/meta" % after["nsid"]})
+        # Exactly one namespace: an update never makes a new one. (It holds the default
+        # mailboxes too: /mailboxes and one hash per mailbox.)
+        keys = self.r.keys("/ns/*")
+        self.assertIn("/ns/{%s}/meta" % after["nsid"], keys)
+        self.assertTrue(all(k.startswith("/ns/{%s}/" % after["nsid"]) for k in keys), keys)
 
     def test_params_round_trip(self):
         self.set_user("carol", "pw", "--param", "quota=5G", "--param", "display-name=Carol C. Ä",
@@ -332,14 +335,15 @@ class TestDelete(AdminTestCase):
         erin = self.get_user("erin")[0]["nsid"]
         self.fill_namespace(dave, 1234)
         self.fill_namespace(erin, 10)
-        self.assertEqual(len(self.ns_keys(dave)), 1236)
+        # 1,234 filler keys, meta, the mailboxes hash and the 6 default mailboxes
+        self.assertEqual(len(self.ns_keys(dave)), 1243)
 
         p = self.admin("delete-user", "dave")
         self.assertEqual(p.returncode, EX_OK, p.stderr)
         self.assertIn(b"deleted user dave", p.stdout)
         self.assertEqual(self.ns_keys(dave), set())
         self.assertEqual(self.r.keys("/users/dave"), set())
-        self.assertEqual(len(self.ns_keys(erin)), 12)  # the neighbour is untouched
+        self.assertEqual(len(self.ns_keys(erin)), 19)  # the neighbour is untouched (10 + 9)
         self.assertEqual(self.check("erin", "pw"), EX_OK)
 
         self.assertEqual(self.check("dave", "pw"), EX_NOUSER)

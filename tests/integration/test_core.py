@@ -213,6 +213,32 @@ class CoreTest(unittest.TestCase):
         self.assertNotEqual(bad.returncode, 0)
 
 
+class AdminCreatedUserTest(unittest.TestCase):
+    """A user made with cimap-admin logs in and finds the default mailboxes."""
+
+    def test_admin_user_has_default_mailboxes(self):
+        redis = harness.Redis()
+        server = harness.Cimapd(redis.url, demo=False)
+        try:
+            out = subprocess.run([harness.CIMAP_ADMIN, "--redis", redis.url, "set-user", "alice",
+                                  "--password-stdin", "--kdf-cost", harness.TEST_KDF_COST],
+                                 input="wonderland\n", capture_output=True, text=True)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            c = imaplib.IMAP4("127.0.0.1", server.port)
+            self.assertEqual(c.login("alice", "wonderland")[0], "OK")
+            typ, boxes = c.list()
+            listed = b"\n".join(boxes)
+            for want in (b'"INBOX"', b'\\Sent) "/" "Sent"', b'\\Drafts) "/" "Drafts"',
+                         b'\\Trash) "/" "Trash"', b'\\Junk) "/" "Junk"', b'\\Archive) "/" "Archive"'):
+                self.assertIn(want, listed)
+            c.logout()
+        finally:
+            code = server.stop()
+            server.cleanup()
+            redis.stop()
+        self.assertEqual(code, 0)
+
+
 class RedisOutageTest(unittest.TestCase):
     """Redis killed mid-session: NO [UNAVAILABLE], then recovery with scripts reloaded."""
 

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import test_lua_mailbox as tlm  # noqa: E402
 
-SCRIPTS = tlm.SCRIPTS + ("store", "expunge")
+SCRIPTS = tlm.SCRIPTS + ("store", "copy", "expunge")
 SYSTEM_ORDER = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 ZERO_SHA = "0" * 64
 

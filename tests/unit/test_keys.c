@@ -72,6 +72,10 @@ static void test_mailbox_formats(void **state)
     assert_key(&k, "/ns/{" NSID "}/content/" SHA "/raw");
     keys_staging(&k, NSID, "0123456789abcdef0123456789abcdef");
     assert_key(&k, "/ns/{" NSID "}/staging/0123456789abcdef0123456789abcdef");
+    keys_ns_copies(&k, NSID);
+    assert_key(&k, "/ns/{" NSID "}/copies");
+    keys_copy(&k, NSID, "0123456789abcdef0123456789abcdef");
+    assert_key(&k, "/ns/{" NSID "}/copy/0123456789abcdef0123456789abcdef");
 }
 
 static void test_ids(void **state)
