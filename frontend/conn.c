@@ -1338,7 +1338,13 @@ int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int ad
     (void)addrlen;
     const struct config *cfg = fe->cfg;
     int one = 1;
-    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)); /* best effort */
+    /* Dead peers of long IDLEs are found by TCP keepalive: first probe after 5 minutes idle, then
+     * every minute, dropped after 5 unanswered (best effort: these only tune the kernel). */
+    int idle_s = 300, intvl_s = 60, cnt = 5;
+    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl_s, sizeof(intvl_s));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
     struct conn *c = calloc(1, sizeof(*c));
