@@ -236,5 +236,149 @@ class TestStore(Base):
         self.assertInvariants(self.inbox)
 
 
+class TestExpunge(Base):
+    def test_modes(self):
+        uids, _ = self.fill(self.inbox, ["\\Deleted", "", "\\Deleted \\Seen", ""])
+        m = self.highest(self.inbox)
+        self.assertEqual(self.s.expunge(self.inbox, uids, "deleted"), [m + 1, 2, uids[0], uids[2]])
+        self.assertInvariants(self.inbox)
+        self.assertEqual(self.s.expunge(self.inbox, uids, "deleted"), [m + 1, 0])
+        self.assertEqual(self.s.expunge(self.inbox, uids[1:2] + [999], "all"), [m + 2, 1, uids[1]])
+        self.assertEqual(self.log(self.inbox)[-2:], [("%d-1" % (m + 1), "expunge", "%d,%d" % (uids[0], uids[2])),
+                                                     ("%d-1" % (m + 2), "expunge", str(uids[1]))])
+        self.assertInvariants(self.inbox)
+        h = tlm.hgetall(self.r, self.k.mbx(self.inbox))
+        self.assertEqual((h["messages"], h["deleted"], h["unseen"]), ("1", "0", "1"))
+
+    def test_errors_write_nothing(self):
+        uids, _ = self.fill(self.inbox, ["\\Deleted"])
+        self.assertRefused("ERR", self.s.expunge, self.inbox, uids, "some")
+        self.assertRefused("ERR", self.s.expunge, self.inbox, [uids[0], uids[0]], "all")
+        keys = [self.k.meta] + self.k.mbx_all(self.inbox) + [self.k.channel, self.k.gc, self.k.content(ZERO_SHA)]
+        self.assertRefused("ERR", self.s.evalsha, "expunge", keys, [self.inbox, "all", uids[0]])
+
+
+class TestCopy(Base):
+    def setUp(self):
+        super().setUp()
+        _, self.dst = self.s.create("Dest")
+
+    def refs(self, sha):
+        return int(self.r.call("HGET", self.k.content(sha), "refs"))
+
+    def test_single_commit(self):
+        uids, msgs = self.fill(self.inbox, ["\\Seen Kw", "\\Deleted", ""])
+        self.fill(self.dst, ["kw"])  # the destination spells the keyword "kw"
+        uv = int(self.r.call("HGET", self.k.mbx(self.dst), "uidvalidity"))
+        m = self.highest(self.dst)
+        reply = self.s.copy("commit", self.dst, self.inbox, uids + [uids[2] + 7])  # one is missing
+        self.assertEqual(reply, [uv, m + 1, 2, 3, 3] + uids)
+        self.assertEqual(self.flags_of(self.dst), {1: "kw", 2: "\\Seen kw", 3: "\\Deleted"})
+        src_msg = tlm.hgetall(self.r, self.k.mbx(self.inbox, "/msg"))
+        dst_msg = tlm.hgetall(self.r, self.k.mbx(self.dst, "/msg"))
+        for i, u in enumerate(uids):
+            self.assertEqual(dst_msg[str(2 + i)], src_msg[str(u)])
+            self.assertEqual(self.refs(msgs[i].sha), 2)
+        self.assertEqual(self.log(self.dst)[-1], ("%d-1" % (m + 1), "append", "2:4"))
+        h = tlm.hgetall(self.r, self.k.mbx(self.dst))
+        self.assertEqual((h["messages"], h["recent"], h["uidnext"]), ("4", "4", "5"))
+        self.assertEqual(self.modseqs(self.dst)[3], m + 1)
+        meta = tlm.hgetall(self.r, self.k.meta)
+        self.assertEqual(int(meta["messages"]), 7)
+        self.assertInvariants(self.dst)
+        self.assertInvariants(self.inbox)
+        # Nothing left behind.
+        self.assertFalse(any(b"copy" in k for k in self.r.call("KEYS", "*")))
+
+    def test_copy_into_itself(self):
+        uids, _ = self.fill(self.inbox, ["", "\\Flagged"])
+        reply = self.s.copy("commit", self.inbox, self.inbox, uids)
+        self.assertEqual(reply[2:], [3, 2, 2] + uids)
+        self.assertEqual(self.flags_of(self.inbox), {2: "\\Flagged", 4: "\\Flagged"})
+        self.assertInvariants(self.inbox)
+
+    def test_staged_copy_is_invisible_until_commit(self):
+        uids, msgs = self.fill(self.inbox, ["", "\\Seen", "", "x"])
+        before = tlm.snapshot(self.r)
+        dst_keys = self.k.mbx_all(self.dst)
+        cid = uuid.uuid4().hex
+        r1 = self.s.copy("stage", self.dst, self.inbox, uids[:2], staging=cid)
+        self.assertEqual(r1, [2, 2] + uids[:2])
+        r2 = self.s.copy("stage", self.dst, self.inbox, [uids[2], 50], staging=cid)
+        self.assertEqual(r2, [3, 1, uids[2]])
+        after = tlm.snapshot(self.r)
+        for k in dst_keys + [self.k.mbx(self.inbox, p) for p in tlm.MBX_PARTS]:
+            self.assertEqual(after.get(k.encode()), before.get(k.encode()), k)
+        self.assertEqual(self.refs(msgs[0].sha), 2)
+        self.assertEqual(self.r.call("ZCARD", self.k.prefix + "copies"), 1)
+        # The source loses a staged message meanwhile: the copy still has its content.
+        self.s.expunge(self.inbox, [uids[0]], "all")
+        self.assertEqual(self.refs(msgs[0].sha), 1)
+        r3 = self.s.copy("commit", self.dst, self.inbox, uids[3:], staging=cid)
+        self.assertEqual(r3[2:], [1, 4, 1, uids[3]])
+        self.assertEqual(self.log(self.dst)[-1][1:], ("append", "1:4"))
+        self.assertEqual(self.flags_of(self.dst), {2: "\\Seen", 4: "x"})
+        self.assertEqual(self.refs(msgs[0].sha), 1)
+        self.assertEqual(self.r.call("EXISTS", self.k.prefix + "copy/" + cid), 0)
+        self.assertEqual(self.r.call("ZCARD", self.k.prefix + "copies"), 0)
+        self.assertInvariants(self.dst)
+
+    def test_failed_commit_leaves_destination_unchanged(self):
+        uids, msgs = self.fill(self.inbox, ["a", "b", "c"])
+        used = int(tlm.hgetall(self.r, self.k.meta)["bytes"])
+        cid = uuid.uuid4().hex
+        self.s.copy("stage", self.dst, self.inbox, uids[:2], staging=cid)
+        staged = tlm.snapshot(self.r)
+        quota = used + msgs[0].size + msgs[1].size  # one message short
+        self.assertRefused("OVERQUOTA", self.s.copy, "commit", self.dst, self.inbox, uids[2:],
+                           staging=cid, quota_bytes=quota)
+        self.assertRefused("OVERQUOTA", self.s.copy, "commit", self.dst, self.inbox, uids[2:],
+                           staging=cid, quota_messages=5)
+        self.assertRefused("LIMIT", self.s.copy, "commit", self.dst, self.inbox, uids[2:],
+                           staging=cid, max_keywords=2)
+        self.assertEqual(tlm.snapshot(self.r), staged)
+        # abort releases the staged references: the keyspace is as before the COPY.
+        self.assertEqual(self.s.copy_abort(self.dst, self.inbox, cid), 1)
+        for m in msgs:
+            self.assertEqual(self.refs(m.sha), 1)
+        self.assertEqual(self.r.call("EXISTS", self.k.prefix + "copies"), 0)
+        # Within the quota the same commit works.
+        reply = self.s.copy("commit", self.dst, self.inbox, uids, quota_bytes=used * 2, quota_messages=6)
+        self.assertEqual(reply[3], 3)
+
+    def test_abort_in_batches(self):
+        uids, msgs = self.fill(self.inbox, [""] * 5)
+        cid = uuid.uuid4().hex
+        for _ in range(300):  # 1,500 staged records of 5 messages
+            self.s.copy("stage", self.dst, self.inbox, uids, staging=cid)
+        self.assertEqual(self.refs(msgs[0].sha), 301)
+        self.assertEqual(self.s.copy_abort(self.dst, self.inbox, cid), 2)
+        self.assertEqual(self.refs(msgs[0].sha), 1)
+
+    def test_large_commit(self):
+        uids, msgs = self.fill(self.inbox, ["\\Seen", "", "k"])
+        cid = uuid.uuid4().hex
+        for _ in range(700):
+            self.s.copy("stage", self.dst, self.inbox, uids, staging=cid)
+        reply = self.s.copy("commit", self.dst, self.inbox, [], staging=cid)
+        self.assertEqual(reply[2:], [1, 2100, 0])
+        self.assertEqual(self.refs(msgs[0].sha), 701)
+        self.assertInvariants(self.dst)
+        self.assertEqual(tlm.zmembers(self.r, self.k.mbx(self.dst, "/runs")), [("1:2100", 1)])
+
+    def test_errors(self):
+        uids, msgs = self.fill(self.inbox, [""])
+        s = self.s
+        self.assertRefused("TRYCREATE", s.copy, "commit", tlm.new_mbxid(), self.inbox, uids)
+        self.assertRefused("TRYCREATE", s.copy, "stage", tlm.new_mbxid(), self.inbox, uids)
+        self.assertRefused("NONEXISTENT", s.copy, "commit", self.dst, tlm.new_mbxid(), [1])
+        self.assertRefused("ERR", s.copy, "clone", self.dst, self.inbox, uids)
+        self.assertRefused("ERR", s.copy, "commit", self.dst, self.inbox, uids, shas=[ZERO_SHA])
+        self.assertRefused("ERR", s.copy, "commit", self.dst, self.inbox, [1, 1], shas=[msgs[0].sha] * 2)
+        self.assertRefused("ERR", s.copy, "commit", self.dst, self.inbox, uids, staging="x")
+        self.r.call("HSET", self.k.mbx(self.dst), "removed", 1)
+        self.assertRefused("TRYCREATE", s.copy, "commit", self.dst, self.inbox, uids)
+
+
 if __name__ == "__main__":
     unittest.main()
