@@ -2,12 +2,14 @@
 # Installs the Debian packages cimap needs to build, run and test, if any are missing.
 # Idempotent; uses sudo when not root. Usage: scripts/deps.sh [--test]
 #   --test  also the test tools (clang for the fuzzers and the second compiler, curl, cppcheck,
-#           clang-tidy, python3, openssl for the TLS tests' certificates and s_client)
+#           clang-tidy, python3, openssl for the TLS tests' certificates and s_client, and the
+#           sync clients of tests/integration/test_sync_clients.py: isync, offlineimap3, getmail6)
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libhiredis-dev libevent-dev libssl-dev uuid-dev
             libcmocka-dev redis-server)
-test_pkgs=(clang libclang-rt-14-dev curl cppcheck clang-tidy python3 openssl)
+test_pkgs=(clang libclang-rt-14-dev curl cppcheck clang-tidy python3 openssl
+           isync offlineimap3 getmail6)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" ]]; then
