@@ -71,7 +71,7 @@
  * Subscribed by every front end and never published to: its re-SUBSCRIBE is the keepalive and its
  * confirmation marks the end of a (re)connect burst. PUBSUB NUMSUB of it counts live front ends.
  */
-static const char PUBSUB_KEEPALIVE_CHANNEL[] = "/frontends/keepalive";
+#define PUBSUB_KEEPALIVE_CHANNEL "/frontends/keepalive" /* keys_frontends_keepalive(), pinned */
 
 #define PUBSUB_MAX_ADDRS 8
 #define PUBSUB_BATCH 128      /* channels per SUBSCRIBE command of a burst */
@@ -448,8 +448,7 @@ static int ps_send(struct pubsub *p, const char *verb, const struct key *chans, 
 static int ps_send_keepalive(struct pubsub *p)
 {
     struct key k;
-    k.len = sizeof(PUBSUB_KEEPALIVE_CHANNEL) - 1;
-    memcpy(k.s, PUBSUB_KEEPALIVE_CHANNEL, sizeof(PUBSUB_KEEPALIVE_CHANNEL));
+    keys_frontends_keepalive(&k);
     return ps_send(p, "SUBSCRIBE", &k, 1);
 }
 

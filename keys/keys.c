@@ -60,6 +60,11 @@ bool keys_login_valid(const char *login, size_t len)
     return true;
 }
 
+void keys_frontends_keepalive(struct key *k)
+{
+    key_fmt(k, "/frontends/keepalive");
+}
+
 void keys_schema(struct key *k)
 {
     key_fmt(k, "/schema");

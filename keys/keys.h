@@ -59,6 +59,10 @@ void keys_ns_prefix(struct key *k, const char *nsid);
 /* SCAN pattern over every key of one namespace: "/ns/{<nsid>}/" followed by a star. */
 void keys_ns_pattern(struct key *k, const char *nsid);
 
+/* "/frontends/keepalive": pub/sub channel every front end's subscriber re-subscribes to as its
+ * keepalive (PUBSUB NUMSUB on it counts the live front ends). */
+void keys_frontends_keepalive(struct key *k);
+
 /* "/ns/{<nsid>}/channel": pub/sub channel that wakes the user's sessions. */
 void keys_ns_channel(struct key *k, const char *nsid);
 

@@ -23,6 +23,8 @@ static void test_formats(void **state)
     struct key k;
     keys_schema(&k);
     assert_key(&k, "/schema");
+    keys_frontends_keepalive(&k);
+    assert_key(&k, "/frontends/keepalive");
     assert_int_equal(keys_user(&k, "demouser", 8), 0);
     assert_key(&k, "/users/demouser");
     keys_users_pattern(&k);
