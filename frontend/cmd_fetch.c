@@ -54,6 +54,8 @@
 #include "lua/scripts.h"
 
 #define FETCH_BATCH 1000                 /* messages per column read (and per store.lua call) */
+#define FETCH_BATCH_COLUMNS 4000         /* the same when only columns are answered (FLAGS, UID, ...):
+                                          * small replies, and fewer round trips matter most here */
 #define FETCH_WINDOW_PARSE 64            /* messages per content read that includes parses */
 #define FETCH_WINDOW_FIELDS 500          /* messages per content read of env/bs only */
 #define FETCH_SMALL (256 * 1024)         /* a message reading more is streamed alone */
@@ -76,6 +78,9 @@ struct fetch_state {
     struct arena *io;             /* one streamed read's arguments */
     uint8_t *dec_out;             /* DECODE while streaming: FETCH_DECODE_SLICE + slack bytes */
     struct fetch_msg *msgs;       /* the batch */
+    size_t batch_size;            /* messages per batch */
+    const char **uids;            /* the batch's UIDs as text (batch arena) */
+    size_t *uid_lens;
     size_t n;
     size_t i;                     /* next message to answer */
     size_t cw_start, cw_end;      /* content window: msgs[cw_start..cw_end) have their content */
@@ -256,8 +261,8 @@ static bool next_batch(struct fetch_state *st)
     arena_reset(st->window);
     arena_reset(st->data);
     st->n = st->i = st->dw_end = 0;
-    st->msgs = arena_calloc(st->batch, FETCH_BATCH, sizeof(*st->msgs));
-    while (st->n < FETCH_BATCH && st->range < st->seqs.count) {
+    st->msgs = arena_calloc(st->batch, st->batch_size, sizeof(*st->msgs));
+    while (st->n < st->batch_size && st->range < st->seqs.count) {
         const struct seqset_range *r = &st->seqs.ranges[st->range];
         if (st->next_seq == 0)
             st->next_seq = r->first;
@@ -293,8 +298,9 @@ static enum cmd_status fetch_read_columns(struct cmd_ctx *ctx)
         parts[ncmd] = KEYS_MBX_MSG;
         verbs[ncmd++] = "HMGET";
     } else {
-        parts[ncmd] = KEYS_MBX_UIDS;
-        verbs[ncmd++] = "ZMSCORE";
+        /* Existence is free when nothing changed since the view was built (see got_columns). */
+        parts[ncmd] = KEYS_MBX;
+        verbs[ncmd++] = "HGET";
     }
     if (st->plan.need_flags) {
         parts[ncmd] = KEYS_MBX_FLAGS;
@@ -304,9 +310,24 @@ static enum cmd_status fetch_read_columns(struct cmd_ctx *ctx)
     size_t *uid_lens = arena_calloc(a, st->n, sizeof(*uid_lens));
     for (size_t k = 0; k < st->n; k++)
         uids[k] = uid_text(a, st->msgs[k].uid, &uid_lens[k]);
+    st->uids = uids;
+    st->uid_lens = uid_lens;
     for (size_t c = 0; c < ncmd; c++) {
         struct key *key = arena_alloc(a, sizeof(*key));
         keys_mbx(key, st->nsid, st->sel->mbxid, parts[c]);
+        if (parts[c] == KEYS_MBX) {
+            static const char *const probe[] = {"HGET", NULL, "highestmodseq"};
+            argc[c] = 3;
+            argv[c] = arena_calloc(a, 3, sizeof(char *));
+            argvlen[c] = arena_calloc(a, 3, sizeof(size_t));
+            argv[c][0] = probe[0];
+            argvlen[c][0] = 4;
+            argv[c][1] = key->s;
+            argvlen[c][1] = key->len;
+            argv[c][2] = probe[2];
+            argvlen[c][2] = strlen(probe[2]);
+            continue;
+        }
         argc[c] = (int)st->n + 2;
         argv[c] = arena_calloc(a, st->n + 2, sizeof(char *));
         argvlen[c] = arena_calloc(a, st->n + 2, sizeof(size_t));
@@ -398,6 +419,29 @@ static enum cmd_status fetch_got_store(struct cmd_ctx *ctx)
     return fetch_run(ctx);
 }
 
+/* After the columns: \Seen for non-PEEK body items, then the messages. */
+static enum cmd_status fetch_columns_done(struct cmd_ctx *ctx)
+{
+    struct fetch_state *st = ctx->state;
+    if (st->plan.sets_seen && !st->sel->readonly)
+        return fetch_set_seen(ctx);
+    return fetch_run(ctx);
+}
+
+static enum cmd_status fetch_got_exists(struct cmd_ctx *ctx)
+{
+    struct fetch_state *st = ctx->state;
+    const struct store_result *res = ctx->store;
+    if (!cmd_reply_is_array(res, st->n))
+        return cmd_store_failed(ctx, res, ctx->uid ? "UID FETCH" : "FETCH");
+    for (size_t k = 0; k < st->n; k++) {
+        st->msgs[k].exists = res->reply->element[k]->type != REDIS_REPLY_NIL;
+        if (!st->msgs[k].exists)
+            st->vanished = true;
+    }
+    return fetch_columns_done(ctx);
+}
+
 static enum cmd_status fetch_got_columns(struct cmd_ctx *ctx)
 {
     struct fetch_state *st = ctx->state;
@@ -409,32 +453,50 @@ static enum cmd_status fetch_got_columns(struct cmd_ctx *ctx)
         return cmd_store_failed(ctx, res, ctx->uid ? "UID FETCH" : "FETCH");
     const redisReply *rec = res->reply->element[0];
     const redisReply *flags = ncmd == 2 ? res->reply->element[1] : NULL;
-    if (rec->type != REDIS_REPLY_ARRAY || rec->elements != st->n ||
+    if ((st->plan.need_msg && (rec->type != REDIS_REPLY_ARRAY || rec->elements != st->n)) ||
         (flags != NULL && (flags->type != REDIS_REPLY_ARRAY || flags->elements != st->n)))
         return cmd_store_failed(ctx, &(struct store_result){STORE_OK, NULL, NULL},
                                 ctx->uid ? "UID FETCH" : "FETCH");
+    /*
+     * Without the msg column, existence comes from the mailbox's modseq: when it is still the one
+     * the view reflects, nothing was expunged since and every UID of the view exists (the read is
+     * one snapshot). Otherwise one more read (ZMSCORE uids) tells.
+     */
+    uint64_t highest = 0;
+    bool exact = !st->plan.need_msg && reply_u64(rec, &highest) &&
+                 highest == st->sel->highestmodseq;
     for (size_t k = 0; k < st->n; k++) {
         struct fetch_msg *m = &st->msgs[k];
-        const redisReply *e = rec->element[k];
         if (st->plan.need_msg) {
+            const redisReply *e = rec->element[k];
             m->exists = parse_record(st->batch, e, m);
             if (!m->exists && e->type != REDIS_REPLY_NIL)
                 log_write(LOG_ERROR, "fetch.bad_record", "conn=%llu uid=%" PRIu32,
                           (unsigned long long)conn_id(ctx->conn), m->uid);
+            if (!m->exists)
+                st->vanished = true;
         } else {
-            m->exists = e->type != REDIS_REPLY_NIL;
+            m->exists = exact;
         }
-        if (!m->exists)
-            st->vanished = true;
         if (flags != NULL && flags->element[k]->type == REDIS_REPLY_STRING) {
             const redisReply *f = flags->element[k];
             m->flags = arena_strndup(st->batch, f->str, f->len);
             m->flags_len = f->len;
         }
     }
-    if (st->plan.sets_seen && !st->sel->readonly)
-        return fetch_set_seen(ctx);
-    return fetch_run(ctx);
+    if (st->plan.need_msg || exact)
+        return fetch_columns_done(ctx);
+    struct key key;
+    keys_mbx(&key, st->nsid, st->sel->mbxid, KEYS_MBX_UIDS);
+    const char **argv = arena_calloc(st->batch, st->n + 2, sizeof(*argv));
+    size_t *argvlen = arena_calloc(st->batch, st->n + 2, sizeof(*argvlen));
+    argv[0] = "ZMSCORE";
+    argvlen[0] = 7;
+    argv[1] = key.s;
+    argvlen[1] = key.len;
+    memcpy(&argv[2], st->uids, st->n * sizeof(*argv));
+    memcpy(&argvlen[2], st->uid_lens, st->n * sizeof(*argvlen));
+    return conn_redis(ctx, fetch_got_exists, (int)st->n + 2, argv, argvlen);
 }
 
 /* ------------------------------------------------------------------ 3. content fields */
@@ -1062,6 +1124,8 @@ enum cmd_status cmd_fetch(struct cmd_ctx *ctx)
     }
     st->sel = sel;
     st->nsid = conn_nsid(ctx->conn);
+    bool columns_only = !st->plan.need_raw && !needs_content(&st->plan) && !st->plan.sets_seen;
+    st->batch_size = columns_only ? FETCH_BATCH_COLUMNS : FETCH_BATCH;
     st->batch = arena_new(64 * 1024);
     st->window = arena_new(64 * 1024);
     st->data = arena_new(64 * 1024);
