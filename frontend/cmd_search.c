@@ -41,7 +41,7 @@
 #include "keys/keys.h"
 
 #define BATCH 1000                     /* candidates per per-message batch */
-#define IDX_BATCH 20000                /* index members per slice */
+#define IDX_BATCH 32768                /* index members per slice (replies of ~300 KB) */
 #define ROUND_BYTES (4u * 1024 * 1024) /* raw bytes per GETRANGE round */
 
 enum { IDX_RUNS, IDX_UNSEEN, IDX_DELETED, IDX_COUNT };
@@ -207,6 +207,33 @@ static struct seqset to_seqs(struct arena *a, const struct view *v, const struct
     return search_set_done(&b);
 }
 
+/* " n1 n2 ..." for every number of set, formatted by hand in 64 KiB slices (answers of 100,000
+ * numbers are common; printf per number costs more than the search). */
+static void add_numbers(struct evbuffer *b, const struct seqset *set)
+{
+    char buf[65536];
+    size_t used = 0;
+    for (size_t i = 0; i < set->count; i++) {
+        for (uint64_t n = set->ranges[i].first; n <= set->ranges[i].last; n++) {
+            if (used > sizeof(buf) - 16) {
+                evbuffer_add(b, buf, used);
+                used = 0;
+            }
+            char digits[12];
+            size_t k = 0;
+            uint64_t v = n;
+            do {
+                digits[k++] = (char)('0' + v % 10);
+                v /= 10;
+            } while (v > 0);
+            buf[used++] = ' ';
+            while (k > 0)
+                buf[used++] = digits[--k];
+        }
+    }
+    evbuffer_add(b, buf, used);
+}
+
 static enum cmd_status finish(struct cmd_ctx *ctx)
 {
     struct search_state *st = ctx->state;
@@ -218,10 +245,7 @@ static enum cmd_status finish(struct cmd_ctx *ctx)
         return CMD_ERR;
     if (!st->q.esearch) {
         evbuffer_add(b, "* SEARCH", 8);
-        for (size_t i = 0; i < nums.count; i++) {
-            for (uint64_t n = nums.ranges[i].first; n <= nums.ranges[i].last; n++)
-                evbuffer_add_printf(b, " %" PRIu64, n);
-        }
+        add_numbers(b, &nums);
     } else {
         evbuffer_add_printf(b, "* ESEARCH (TAG ");
         reply_string(b, ctx->tag, strlen(ctx->tag));
@@ -469,6 +493,7 @@ static enum cmd_status batch_got_parse(struct cmd_ctx *ctx)
     bool raw = (st->q.levels & (1u << SEARCH_LEVEL_RAW)) != 0;
     if (raw)
         raw_setup(st, st->n_undecided);
+    struct mail_buf scratch = {0};
     for (size_t i = 0; i < st->n_undecided; i++) {
         struct search_msg *m = &st->msgs[st->undecided[i]];
         const redisReply *e = r->element[i];
@@ -483,7 +508,7 @@ static enum cmd_status batch_got_parse(struct cmd_ctx *ctx)
             m->gone = true;
             continue;
         }
-        search_eval_parse(&st->q, m, view);
+        search_eval_parse(&st->q, m, view, &scratch);
         mail_view_free(&view);
         if (!raw || search_eval(&st->q, m) != SEARCH_UNKNOWN)
             continue;
@@ -498,6 +523,7 @@ static enum cmd_status batch_got_parse(struct cmd_ctx *ctx)
         it->need = search_scan_need(&it->scan, rb->body);
         rb->n_items++;
     }
+    mail_buf_free(&scratch);
     if (raw && st->raw->n_items > 0)
         return raw_round(ctx);
     if (raw) {
@@ -664,7 +690,7 @@ static enum cmd_status plan(struct cmd_ctx *ctx)
     search_set_minus(ctx->arena, &may, &st->must, &st->cand);
     search_set_builder_init(&st->matched, ctx->arena);
     st->n_raw = search_raw_keys(&st->q, NULL, 0);
-    st->raw_keys = arena_calloc(ctx->arena, st->n_raw + 1, sizeof(*st->raw_keys));
+    st->raw_keys = arena_calloc(ctx->arena, st->n_raw + 1, sizeof(const struct search_key *));
     (void)search_raw_keys(&st->q, st->raw_keys, st->n_raw);
     return batch_next(ctx);
 }

@@ -263,7 +263,7 @@ static void parse_leaves(const struct search_key *k, struct search_msg *m,
 }
 
 void search_eval_parse(const struct search_query *q, struct search_msg *m,
-                       const struct mail_view *view)
+                       const struct mail_view *view, struct mail_buf *scratch)
 {
     if (q->root->level < SEARCH_LEVEL_PARSE)
         return;
@@ -271,7 +271,7 @@ void search_eval_parse(const struct search_query *q, struct search_msg *m,
     int64_t sent_day = 0;
     bool have_sent = false;
     const struct mail_str *date = &root->envelope[MAIL_ENV_DATE];
-    if (date->data != NULL) {
+    if (q->uses_sent && date->data != NULL) {
         int64_t t = 0;
         int tz = 0;
         const char *error = NULL;
@@ -280,9 +280,7 @@ void search_eval_parse(const struct search_query *q, struct search_msg *m,
             have_sent = true;
         }
     }
-    struct mail_buf buf = {0};
-    parse_leaves(q->root, m, root, &buf, sent_day, have_sent);
-    mail_buf_free(&buf);
+    parse_leaves(q->root, m, root, scratch, sent_day, have_sent);
 }
 
 static enum search_tri eval(const struct search_key *k, const struct search_msg *m)

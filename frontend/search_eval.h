@@ -61,9 +61,9 @@ int search_msg_record(struct arena *a, struct search_msg *m, const char *rec, si
 /* Fills the RECORD-level keys of m from its record and flags (when read). */
 void search_eval_record(const struct search_query *q, struct search_msg *m);
 
-/* Fills the PARSE-level keys of m from its stored parse. */
+/* Fills the PARSE-level keys of m from its stored parse; scratch is the caller's reusable buffer. */
 void search_eval_parse(const struct search_query *q, struct search_msg *m,
-                       const struct mail_view *view);
+                       const struct mail_view *view, struct mail_buf *scratch);
 
 /* The tree's value for m with what is known so far (SEARCH_NO when m->gone). */
 enum search_tri search_eval(const struct search_query *q, const struct search_msg *m);

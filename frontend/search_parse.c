@@ -41,7 +41,7 @@ static struct search_key *new_node(struct pstate *p, enum search_op op, size_t n
 {
     struct search_key *k = arena_calloc(p->a, 1, sizeof(*k));
     k->op = op;
-    k->kids = arena_calloc(p->a, n == 0 ? 1 : n, sizeof(*k->kids));
+    k->kids = arena_calloc(p->a, n == 0 ? 1 : n, sizeof(struct search_key *));
     k->n_kids = n;
     return k;
 }
@@ -341,6 +341,8 @@ static struct search_key *parse_key(struct pstate *p, struct cursor *c, unsigned
             p->q->uses_msg = true;
         else if (s->op == SEARCH_BODY || s->op == SEARCH_TEXT)
             p->q->raw_body = true;
+        else if (s->op == SEARCH_SENTBEFORE || s->op == SEARCH_SENTON || s->op == SEARCH_SENTSINCE)
+            p->q->uses_sent = true;
         return s->negate ? negate(p, k) : k;
     }
     if (n == 3 && strncasecmp(w, "NEW", 3) == 0) {

@@ -82,6 +82,7 @@ struct search_query {
     bool uses_flags;          /* a /flags key (ANSWERED, FLAGGED, DRAFT, KEYWORD) */
     bool uses_msg;            /* a /msg key (dates, sizes, ids) */
     bool raw_body;            /* BODY or TEXT: the whole raw message (else HEADER: header only) */
+    bool uses_sent;           /* a SENT* key: the Date header must be parsed */
 };
 
 /*
