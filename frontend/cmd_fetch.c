@@ -3,9 +3,12 @@
  * streamed in bounded batches (DESIGN.md rule 5, "Request flow").
  *
  * Shape. The item argument becomes a plan (fetch_att.c) that says which columns each message
- * needs. The sequence set is walked in batches of FETCH_BATCH messages:
+ * needs. The sequence set is walked in batches of FETCH_BATCH messages (FETCH_BATCH_COLUMNS
+ * when only columns are answered; the limits live in fetch_state.h):
  *   1. one MULTI/EXEC reads the batch's columns: HMGET msg (content id, internaldate, size,
- *      object ids) and/or HMGET flags, or ZMSCORE uids when only existence is needed;
+ *      object ids) and/or HMGET flags. Without msg, existence comes from the mailbox's
+ *      highestmodseq read in the same snapshot: equal to the view's, nothing was expunged since
+ *      and the view is exact; otherwise one ZMSCORE uids tells;
  *   2. a non-PEEK body item in a read-write session sets \Seen on the batch's messages that lack
  *      it through store.lua (mode add) — one script call per batch — and those messages answer
  *      their new FLAGS (RFC 3501 §6.4.5);
@@ -14,12 +17,13 @@
  *   4. body items are resolved to byte ranges from the stored parse (never re-parsed, rule 6).
  *      Consecutive messages whose ranges are small are read together, one GETRANGE per range in
  *      one MULTI/EXEC of at most FETCH_DATA_BUDGET bytes, and written while the reply is in hand;
- *      a message reading more than FETCH_SMALL is streamed alone: its literal header first, then
- *      FETCH_CHUNK GETRANGEs, each written as it arrives (base64/QP decoded on the fly for
- *      BINARY) with conn_wait_drain whenever the client's output is over the high-water mark.
+ *      a message reading more than FETCH_SMALL is streamed alone (fetch_stream.c): its literal
+ *      header first, then FETCH_CHUNK GETRANGEs, each written as it arrives (base64/QP decoded
+ *      on the fly for BINARY) with conn_wait_drain whenever the output is over the high-water
+ *      mark.
  * Every step does bounded work and ends in a Redis round trip or an output drain, so other
  * clients of the front end keep being served; memory is bounded by the batch and window sizes
- * (three arenas reset per batch / window), never by the message count or a message's size.
+ * (arenas reset per batch / window), never by the message count or a message's size.
  *
  * Vanished messages (RFC 2180 §4.1, RFC 5530). A message the view still holds but whose record is
  * gone (another session expunged it) is left out: UID FETCH simply omits it (RFC 3501 §6.4.8,
@@ -46,68 +50,13 @@
 #include "frontend/commands.h"
 #include "frontend/fetch_att.h"
 #include "frontend/fetch_render.h"
+#include "frontend/fetch_state.h"
 #include "frontend/log.h"
 #include "frontend/msgset.h"
 #include "frontend/reply.h"
 #include "frontend/selected.h"
 #include "keys/keys.h"
 #include "lua/scripts.h"
-
-#define FETCH_BATCH 1000                 /* messages per column read (and per store.lua call) */
-#define FETCH_BATCH_COLUMNS 4000         /* the same when only columns are answered (FLAGS, UID, ...):
-                                          * small replies, and fewer round trips matter most here */
-#define FETCH_WINDOW_PARSE 64            /* messages per content read that includes parses */
-#define FETCH_WINDOW_FIELDS 500          /* messages per content read of env/bs only */
-#define FETCH_SMALL (256 * 1024)         /* a message reading more is streamed alone */
-#define FETCH_DATA_BUDGET (1024 * 1024)  /* raw bytes per GETRANGE transaction */
-#define FETCH_DATA_MSGS 256              /* messages per GETRANGE transaction */
-#define FETCH_CHUNK (256 * 1024)         /* one GETRANGE while streaming */
-#define FETCH_FILTER_MAX (16u << 20)     /* largest header filtered by hand */
-#define FETCH_DECODE_SLICE (64 * 1024)   /* bytes decoded at a time while streaming */
-
-struct fetch_state {
-    struct fetch_plan plan;
-    struct seqset seqs;
-    size_t range;                 /* current range of seqs */
-    uint32_t next_seq;            /* next sequence number to take from it (0: range not started) */
-    const char *nsid;             /* the connection's (stable while the command runs) */
-    struct selected *sel;
-    struct arena *batch;          /* per batch: messages, their strings, command arguments */
-    struct arena *window;         /* per content window: env/bs/parse copies */
-    struct arena *data;           /* per data window / streamed message: sources, arguments */
-    struct arena *io;             /* one streamed read's arguments */
-    uint8_t *dec_out;             /* DECODE while streaming: FETCH_DECODE_SLICE + slack bytes */
-    struct fetch_msg *msgs;       /* the batch */
-    size_t batch_size;            /* messages per batch */
-    const char **uids;            /* the batch's UIDs as text (batch arena) */
-    size_t *uid_lens;
-    size_t n;
-    size_t i;                     /* next message to answer */
-    size_t cw_start, cw_end;      /* content window: msgs[cw_start..cw_end) have their content */
-    size_t dw_end;                /* data window being read: msgs[i..dw_end) */
-    struct fetch_source **srcs;   /* per message of the data window: one source per item */
-    size_t *first_read;           /* per message of the data window: index of its first read */
-    struct mail_pieces pieces;    /* scratch for fetch_source_resolve */
-    struct mail_buf buf;          /* scratch for fetch_source_write and decoding */
-    struct evbuffer *line;        /* the response being built */
-    /* Streaming one large message (msgs[i]). */
-    struct fetch_source *s_srcs;
-    size_t s_att;                 /* item being written */
-    bool s_literal;               /* inside a streamed literal */
-    size_t s_piece;
-    uint64_t s_off;               /* offset inside the current piece */
-    uint64_t s_emitted;           /* literal bytes written */
-    uint64_t s_decoded;           /* DECODE: decoded bytes produced so far */
-    uint64_t s_want;              /* bytes requested by the GETRANGE in flight */
-    struct mail_decoder dec;
-    /* Outcome. */
-    bool vanished;                /* a message left out because its record or content is gone */
-    bool unknown_cte;
-    bool warned_no_store;
-};
-
-static enum cmd_status fetch_run(struct cmd_ctx *ctx);
-static enum cmd_status fetch_stream(struct cmd_ctx *ctx);
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -562,7 +511,7 @@ static enum cmd_status fetch_read_content(struct cmd_ctx *ctx)
                          (const size_t *const *)argvlen);
 }
 
-static void content_broken(struct cmd_ctx *ctx, struct fetch_msg *m, const char *why)
+void fetch_content_broken(struct cmd_ctx *ctx, struct fetch_msg *m, const char *why)
 {
     struct fetch_state *st = ctx->state;
     m->gone = true;
@@ -588,7 +537,7 @@ static enum cmd_status fetch_got_content(struct cmd_ctx *ctx)
             break;
         const redisReply *e = res->reply->element[c++];
         if (e->type != REDIS_REPLY_ARRAY || e->elements != nf) {
-            content_broken(ctx, m, "content read failed");
+            fetch_content_broken(ctx, m, "content read failed");
             continue;
         }
         size_t f = 0;
@@ -617,13 +566,13 @@ static enum cmd_status fetch_got_content(struct cmd_ctx *ctx)
                 uint8_t *blob = arena_alloc(st->window, v->len > 0 ? v->len : 1);
                 memcpy(blob, v->str, v->len);
                 if (mail_view_open(blob, v->len, &m->view, &error) != 0) {
-                    content_broken(ctx, m, error);
+                    fetch_content_broken(ctx, m, error);
                     continue;
                 }
             }
         }
         if (!ok) {
-            content_broken(ctx, m, "content fields missing");
+            fetch_content_broken(ctx, m, "content fields missing");
             continue;
         }
         m->content = true;
@@ -639,14 +588,14 @@ static bool needs_content(const struct fetch_plan *plan)
 }
 
 /* Opens a message's response: "* <seq> FETCH (". */
-static void open_line(struct fetch_state *st, const struct fetch_msg *m)
+void fetch_open_line(struct fetch_state *st, const struct fetch_msg *m)
 {
     evbuffer_drain(st->line, evbuffer_get_length(st->line));
     evbuffer_add_printf(st->line, "* %" PRIu32 " FETCH (", m->seq);
 }
 
 /* Ends a message's response: the new FLAGS if \Seen was set and FLAGS not asked for, ")". */
-static void close_line(struct cmd_ctx *ctx, const struct fetch_msg *m)
+void fetch_close_line(struct cmd_ctx *ctx, const struct fetch_msg *m)
 {
     struct fetch_state *st = ctx->state;
     if (m->flags_changed && !st->plan.has_flags) {
@@ -666,7 +615,7 @@ static void render_message(struct cmd_ctx *ctx, struct fetch_msg *m, const struc
                            redisReply *const *reads, size_t nreads)
 {
     struct fetch_state *st = ctx->state;
-    open_line(st, m);
+    fetch_open_line(st, m);
     size_t r = 0;
     for (size_t a = 0; a < st->plan.n; a++) {
         const struct fetch_att *att = &st->plan.atts[a];
@@ -676,7 +625,7 @@ static void render_message(struct cmd_ctx *ctx, struct fetch_msg *m, const struc
             size_t need = fetch_source_reads(&srcs[a]);
             if (r + need > nreads ||
                 fetch_source_write(st->line, att, &srcs[a], reads + r, need, &st->buf) != 0) {
-                content_broken(ctx, m, "raw bytes missing");
+                fetch_content_broken(ctx, m, "raw bytes missing");
                 evbuffer_drain(st->line, evbuffer_get_length(st->line));
                 return;
             }
@@ -687,7 +636,7 @@ static void render_message(struct cmd_ctx *ctx, struct fetch_msg *m, const struc
             return;
         }
     }
-    close_line(ctx, m);
+    fetch_close_line(ctx, m);
 }
 
 /* Resolves every body item of m into srcs (data arena). Returns false for UNKNOWN-CTE. */
@@ -752,7 +701,6 @@ static void add_reads(struct fetch_state *st, const struct fetch_msg *m,
 }
 
 static enum cmd_status fetch_got_data(struct cmd_ctx *ctx);
-static enum cmd_status fetch_stream_start(struct cmd_ctx *ctx, struct fetch_source *srcs);
 
 /*
  * Reads the body items of msgs[i...]: small messages together in one transaction, or streams
@@ -763,7 +711,7 @@ static enum cmd_status fetch_read_data(struct cmd_ctx *ctx)
     struct fetch_state *st = ctx->state;
     arena_reset(st->data);
     size_t end = needs_content(&st->plan) ? st->cw_end : st->n;
-    st->srcs = arena_calloc(st->data, end - st->i, sizeof(*st->srcs));
+    st->srcs = arena_calloc(st->data, end - st->i, sizeof(struct fetch_source *));
     st->first_read = arena_calloc(st->data, end - st->i + 1, sizeof(*st->first_read));
     uint64_t total = 0;
     size_t nreads = 0, msgs = 0;
@@ -830,7 +778,7 @@ static enum cmd_status fetch_got_data(struct cmd_ctx *ctx)
             continue;
         size_t from = st->first_read[k - st->i], to = st->first_read[k + 1 - st->i];
         if (to > r->elements) {
-            content_broken(ctx, m, "short transaction reply");
+            fetch_content_broken(ctx, m, "short transaction reply");
             continue;
         }
         render_message(ctx, m, st->srcs[k - st->i], r->element + from, to - from);
@@ -839,243 +787,9 @@ static enum cmd_status fetch_got_data(struct cmd_ctx *ctx)
     return fetch_run(ctx);
 }
 
-/* ------------------------------------------------------------------ streaming one message */
-
-static enum cmd_status fetch_stream_got_chunk(struct cmd_ctx *ctx);
-static enum cmd_status fetch_stream_got_small(struct cmd_ctx *ctx);
-
-static enum cmd_status fetch_stream_start(struct cmd_ctx *ctx, struct fetch_source *srcs)
-{
-    struct fetch_state *st = ctx->state;
-    st->s_srcs = srcs;
-    st->s_att = 0;
-    st->s_literal = false;
-    open_line(st, &st->msgs[st->i]);
-    return fetch_stream(ctx);
-}
-
-/* Writes literal bytes of the streamed item, clipped to what its header promised. */
-static void stream_emit(struct cmd_ctx *ctx, const uint8_t *data, size_t len)
-{
-    struct fetch_state *st = ctx->state;
-    const struct fetch_source *src = &st->s_srcs[st->s_att];
-    uint64_t room = src->out_size - st->s_emitted;
-    if (len > room)
-        len = (size_t)room;
-    if (len > 0)
-        evbuffer_add(conn_output(ctx->conn), data, len);
-    st->s_emitted += len;
-}
-
-/* DECODE: feeds decoded bytes, keeping those inside the partial range. */
-static void stream_emit_decoded(struct cmd_ctx *ctx, const uint8_t *data, size_t len)
-{
-    struct fetch_state *st = ctx->state;
-    const struct fetch_att *att = &st->plan.atts[st->s_att];
-    uint64_t origin = att->partial ? att->origin : 0;
-    uint64_t start = st->s_decoded, end = st->s_decoded + len;
-    st->s_decoded = end;
-    if (end <= origin)
-        return;
-    size_t skip = start < origin ? (size_t)(origin - start) : 0;
-    stream_emit(ctx, data + skip, len - skip);
-}
-
-/* Ends the streamed literal: flushes the decoder, pads if the content came up short. */
-static void stream_end_literal(struct cmd_ctx *ctx)
-{
-    struct fetch_state *st = ctx->state;
-    const struct fetch_source *src = &st->s_srcs[st->s_att];
-    if (src->kind == FETCH_SOURCE_DECODE) {
-        uint8_t tail[MAIL_DECODE_SLACK];
-        size_t n = mail_decoder_finish(&st->dec, tail);
-        stream_emit_decoded(ctx, tail, n);
-    }
-    if (st->s_emitted < src->out_size) {
-        log_write(LOG_ERROR, "fetch.short_literal", "conn=%llu uid=%" PRIu32 " missing=%" PRIu64,
-                  (unsigned long long)conn_id(ctx->conn), st->msgs[st->i].uid,
-                  src->out_size - st->s_emitted);
-        char spaces[256];
-        memset(spaces, ' ', sizeof(spaces));
-        while (st->s_emitted < src->out_size) {
-            uint64_t n = src->out_size - st->s_emitted;
-            if (n > sizeof(spaces))
-                n = sizeof(spaces);
-            evbuffer_add(conn_output(ctx->conn), spaces, (size_t)n);
-            st->s_emitted += n;
-        }
-    }
-    st->s_literal = false;
-    st->s_att++;
-}
-
-static enum cmd_status fetch_stream(struct cmd_ctx *ctx)
-{
-    struct fetch_state *st = ctx->state;
-    struct fetch_msg *m = &st->msgs[st->i];
-    while (st->s_att < st->plan.n) {
-        const struct fetch_att *att = &st->plan.atts[st->s_att];
-        struct fetch_source *src = &st->s_srcs[st->s_att];
-        if (!st->s_literal) {
-            if (st->s_att > 0)
-                evbuffer_add(st->line, " ", 1);
-            if (att->kind != FETCH_ATT_SECTION) {
-                (void)fetch_render_item(st->line, att, m, st->sel->recent_first);
-                st->s_att++;
-                continue;
-            }
-            if (src->kind == FETCH_SOURCE_NIL || src->read_size == 0 ||
-                (src->kind != FETCH_SOURCE_DECODE && src->read_size <= FETCH_CHUNK) ||
-                src->kind == FETCH_SOURCE_FILTER) {
-                size_t n = fetch_source_reads(src);
-                if (n == 0) {
-                    if (fetch_source_write(st->line, att, src, NULL, 0, &st->buf) != 0)
-                        evbuffer_add(st->line, " NIL", 4);
-                    st->s_att++;
-                    continue;
-                }
-                arena_reset(st->io);
-                int *argc = arena_calloc(st->io, n, sizeof(*argc));
-                const char ***argv = arena_calloc(st->io, n, sizeof(*argv));
-                size_t **argvlen = arena_calloc(st->io, n, sizeof(*argvlen));
-                size_t c = 0;
-                struct key *key = arena_alloc(st->io, sizeof(*key));
-                keys_content_raw(key, st->nsid, m->sha);
-                for (size_t p = 0; p < src->count; p++) {
-                    if (src->v[p].literal != NULL)
-                        continue;
-                    argc[c] = 4;
-                    argv[c] = arena_calloc(st->io, 4, sizeof(char *));
-                    argvlen[c] = arena_calloc(st->io, 4, sizeof(size_t));
-                    argv[c][0] = "GETRANGE";
-                    argvlen[c][0] = 8;
-                    argv[c][1] = key->s;
-                    argvlen[c][1] = key->len;
-                    argv[c][2] = arena_printf(st->io, "%" PRIu64, src->v[p].offset);
-                    argvlen[c][2] = strlen(argv[c][2]);
-                    argv[c][3] = arena_printf(st->io, "%" PRIu64,
-                                              src->v[p].offset + src->v[p].size - 1);
-                    argvlen[c][3] = strlen(argv[c][3]);
-                    c++;
-                }
-                return conn_redis_tx(ctx, fetch_stream_got_small, c, argc,
-                                     (const char *const *const *)argv,
-                                     (const size_t *const *)argvlen);
-            }
-            /* A large literal: its header now, the bytes as they arrive. */
-            fetch_literal_header(st->line, att, src->out_size, att->binary);
-            evbuffer_add_buffer(conn_output(ctx->conn), st->line);
-            st->s_literal = true;
-            st->s_piece = 0;
-            st->s_off = 0;
-            st->s_emitted = 0;
-            st->s_decoded = 0;
-            mail_decoder_init(&st->dec, src->kind == FETCH_SOURCE_DECODE ? src->cte : MAIL_CTE_7BIT);
-        }
-        if (st->s_piece >= src->count || st->s_emitted >= src->out_size) {
-            stream_end_literal(ctx);
-            continue;
-        }
-        const struct mail_piece *pc = &src->v[st->s_piece];
-        if (pc->literal != NULL) {
-            stream_emit(ctx, (const uint8_t *)pc->literal, (size_t)pc->size);
-            st->s_piece++;
-            continue;
-        }
-        if (conn_output_full(ctx->conn))
-            return conn_wait_drain(ctx, fetch_stream);
-        uint64_t len = pc->size - st->s_off;
-        if (len > FETCH_CHUNK)
-            len = FETCH_CHUNK;
-        st->s_want = len;
-        struct key key;
-        keys_content_raw(&key, st->nsid, m->sha);
-        char from[24], to[24];
-        int lf = snprintf(from, sizeof(from), "%" PRIu64, pc->offset + st->s_off);
-        int lt = snprintf(to, sizeof(to), "%" PRIu64, pc->offset + st->s_off + len - 1);
-        const char *argv[] = {"GETRANGE", key.s, from, to};
-        const size_t argvlen[] = {8, key.len, (size_t)lf, (size_t)lt};
-        return conn_redis(ctx, fetch_stream_got_chunk, 4, argv, argvlen);
-    }
-    close_line(ctx, m);
-    st->s_srcs = NULL;
-    st->i++;
-    return fetch_run(ctx);
-}
-
-static enum cmd_status fetch_stream_got_small(struct cmd_ctx *ctx)
-{
-    struct fetch_state *st = ctx->state;
-    const struct store_result *res = ctx->store;
-    const struct fetch_att *att = &st->plan.atts[st->s_att];
-    const struct fetch_source *src = &st->s_srcs[st->s_att];
-    if (res->status != STORE_OK || res->reply->type != REDIS_REPLY_ARRAY ||
-        fetch_source_write(st->line, att, src, res->reply->element, res->reply->elements,
-                           &st->buf) != 0) {
-        /* The line may be partly sent already: answer NIL for this item. */
-        content_broken(ctx, &st->msgs[st->i], "raw bytes missing");
-        evbuffer_add(st->line, att->echo, att->echo_len);
-        evbuffer_add(st->line, " NIL", 4);
-        if (res->status == STORE_UNAVAILABLE) {
-            evbuffer_add(st->line, ")", 1);
-            reply_line(ctx->conn, st->line);
-            return cmd_store_failed(ctx, res, ctx->uid ? "UID FETCH" : "FETCH");
-        }
-    }
-    st->s_att++;
-    return fetch_stream(ctx);
-}
-
-static enum cmd_status fetch_stream_got_chunk(struct cmd_ctx *ctx)
-{
-    struct fetch_state *st = ctx->state;
-    const struct store_result *res = ctx->store;
-    const struct fetch_source *src = &st->s_srcs[st->s_att];
-    const redisReply *r = res->status == STORE_OK ? res->reply : NULL;
-    if (r == NULL || r->type != REDIS_REPLY_STRING || (uint64_t)r->len != st->s_want) {
-        /* The content went away (or Redis did): complete the literal so the stream stays
-         * parseable, end the line, then stop (Redis down) or go on with the next message. */
-        content_broken(ctx, &st->msgs[st->i], "raw bytes missing while streaming");
-        st->s_piece = src->count;
-        stream_end_literal(ctx);
-        if (res->status == STORE_UNAVAILABLE) {
-            evbuffer_add(st->line, ")", 1);
-            reply_line(ctx->conn, st->line);
-            return cmd_store_failed(ctx, res, ctx->uid ? "UID FETCH" : "FETCH");
-        }
-        return fetch_stream(ctx);
-    }
-    if (src->kind == FETCH_SOURCE_DECODE) {
-        /* Decoded in slices into a fixed buffer. */
-        if (st->dec_out == NULL) {
-            st->dec_out = malloc(FETCH_DECODE_SLICE + MAIL_DECODE_SLACK);
-            if (st->dec_out == NULL)
-                abort();
-        }
-        size_t done = 0;
-        while (done < r->len) {
-            size_t n = r->len - done;
-            if (n > FETCH_DECODE_SLICE)
-                n = FETCH_DECODE_SLICE;
-            size_t out = mail_decoder_feed(&st->dec, (const uint8_t *)r->str + done, n,
-                                           st->dec_out);
-            stream_emit_decoded(ctx, st->dec_out, out);
-            done += n;
-        }
-    } else {
-        stream_emit(ctx, (const uint8_t *)r->str, r->len);
-    }
-    st->s_off += r->len;
-    if (st->s_off >= src->v[st->s_piece].size) {
-        st->s_piece++;
-        st->s_off = 0;
-    }
-    return fetch_stream(ctx);
-}
-
 /* ------------------------------------------------------------------ the loop */
 
-static enum cmd_status fetch_run(struct cmd_ctx *ctx)
+enum cmd_status fetch_run(struct cmd_ctx *ctx)
 {
     struct fetch_state *st = ctx->state;
     for (;;) {
