@@ -109,7 +109,7 @@ int imapdate_parse(const char *s, size_t len, int64_t *time_r)
         !digits(s + 22, 2, &zh) || !digits(s + 24, 2, &zm) || hh > 23 || mm > 59 || ss > 60 ||
         zh > 23 || zm > 59)
         return -1;
-    int64_t offset = (int64_t)(zh * 3600 + zm * 60);
+    int64_t offset = (int64_t)zh * 3600 + (int64_t)zm * 60;
     if (s[21] == '-')
         offset = -offset;
     *time_r = days * 86400 + hh * 3600 + mm * 60 + ss - offset;

@@ -337,8 +337,10 @@ void mail_param_decode_2231(const uint8_t *v, size_t len, struct mail_buf *out)
     }
     struct mail_buf bytes = { 0 };
     for (; i < len; i++) {
-        if (v[i] == '%' && i + 2 < len && hexval(v[i + 1]) >= 0 && hexval(v[i + 2]) >= 0) {
-            mail_buf_putc(&bytes, (uint8_t)(hexval(v[i + 1]) << 4 | hexval(v[i + 2])));
+        int hi = v[i] == '%' && i + 2 < len ? hexval(v[i + 1]) : -1;
+        int lo = hi >= 0 ? hexval(v[i + 2]) : -1;
+        if (hi >= 0 && lo >= 0) {
+            mail_buf_putc(&bytes, (uint8_t)((unsigned)hi << 4 | (unsigned)lo));
             i += 2;
         } else {
             mail_buf_putc(&bytes, v[i]);
