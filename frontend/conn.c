@@ -945,7 +945,10 @@ static void conn_pump(struct conn *c)
             break;
         if (c->lit_pending) {
             /* Its "+" must not land inside another command's response. */
-            if ((c->running != NULL && !c->running->early) || c->q_len > 0)
+            /* Only the command whose line is being parsed may take it (an early command that is
+             * not complete yet); a literal of a later, pipelined command waits its turn. */
+            bool own = c->running != NULL && c->running->early && !c->running->complete;
+            if ((c->running != NULL && !own) || c->q_len > 0)
                 break;
             c->lit_pending = false;
             decide_literal(c);

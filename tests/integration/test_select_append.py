@@ -2,6 +2,7 @@
 literals) against a real redis-server and cimapd; the demo data; what ends up in Redis."""
 
 import imaplib
+import re
 import time
 import unittest
 
@@ -202,6 +203,22 @@ class SelectAppendTest(unittest.TestCase):
         lines = r.until_tagged("p2")
         self.assertTrue(any(l.startswith("p1 OK [APPENDUID ") for l in lines), lines)
         self.assertIn(b"MESSAGES 1", c.status(box, "(MESSAGES)")[1][0])
+
+    def test_pipelined_appends_with_literal_plus(self):
+        # mbsync's default: many APPENDs in flight, each literal non-synchronizing; one streamed.
+        c = self.imap()
+        box = self.fresh_mailbox(c, "Piped")
+        r = self.raw()
+        msgs = [message("piped %d" % i) for i in range(5)]
+        msgs.insert(2, message("piped big", size=600 * 1024))
+        out = b"".join(b"q%d APPEND Piped {%d+}\r\n%s\r\n" % (i, len(m), m) for i, m in enumerate(msgs))
+        r.send(out + b"qn NOOP\r\n")
+        lines = r.until_tagged("qn")
+        oks = [l for l in lines if re.match(r"q\d OK \[APPENDUID \d+ \d+\]", l)]
+        self.assertEqual(len(oks), len(msgs), lines)
+        uids = [int(l.split()[4].rstrip("]")) for l in oks]
+        self.assertEqual(uids, list(range(1, len(msgs) + 1)))
+        self.assertIn(b"MESSAGES %d" % len(msgs), c.status(box, "(MESSAGES)")[1][0])
 
     def test_multiappend_all_or_nothing(self):
         c = self.imap()

@@ -121,9 +121,6 @@ Pass demopass
 SSLType None
 AuthMechs LOGIN
 Timeout 60
-# One command at a time: with pipelined APPENDs using LITERAL+ cimapd's conn.c hands the next
-# APPEND's literal to the running APPEND (reported to the lead; remove this line once fixed).
-PipelineDepth 1
 
 IMAPStore remote
 Account cimap
