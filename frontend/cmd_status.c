@@ -1,8 +1,11 @@
 /*
- * STATUS (RFC 3501 §6.3.10; MAILBOXID RFC 8474 §4.3; SIZE RFC 8438). Two O(1) reads and no
- * script: HGET of the name's id (mailbox_lookup, which also creates a missing INBOX), then one
- * HMGET of the mailbox hash, whose counters the scripts keep current (DESIGN.md rule 5). RECENT
- * is the hash's `recent` counter; STATUS never claims \Recent (that is SELECT's job).
+ * STATUS (RFC 3501 §6.3.10; MAILBOXID RFC 8474 §4.3; SIZE RFC 8438). O(1) reads and no script:
+ * the name's id (HGET mailboxes) and one HMGET of the mailbox hash, whose counters the scripts
+ * keep current (DESIGN.md rule 5). When the session remembers the name's id (mbxcache.h: clients
+ * STATUS the same folders over and over), both reads go in one MULTI/EXEC round trip and the HGET
+ * confirms the id; otherwise (or when it no longer matches) mailbox_lookup first — which also
+ * creates a missing INBOX — then the HMGET. RECENT is the hash's `recent` counter; STATUS never
+ * claims \Recent (that is SELECT's job).
  *
  * The answer names the mailbox as the client sent it, with INBOX normalised. A mailbox deleted
  * between the two reads (its hash gone or marked `removed`) is answered NO [NONEXISTENT].
@@ -16,6 +19,7 @@
 #include "frontend/cmd_common.h"
 #include "frontend/commands.h"
 #include "frontend/mailbox.h"
+#include "frontend/mbxcache.h"
 #include "frontend/reply.h"
 
 /* The items, in the order of the HMGET fields (MAILBOXID needs no field). */
@@ -56,13 +60,10 @@ static bool reply_is_number(const redisReply *r)
            strspn(r->str, "0123456789") == r->len;
 }
 
-static enum cmd_status status_got_counters(struct cmd_ctx *ctx)
+/* Answers from the mailbox hash's fields (an HMGET reply). */
+static enum cmd_status status_answer(struct cmd_ctx *ctx, const redisReply *r)
 {
     struct status_state *st = ctx->state;
-    const struct store_result *res = ctx->store;
-    if (!cmd_reply_is_array(res, FIELD_COUNT))
-        return cmd_store_failed(ctx, res, "STATUS");
-    const redisReply *r = res->reply;
     if (r->element[ITEM_UIDVALIDITY]->type == REDIS_REPLY_NIL ||
         r->element[FIELD_REMOVED]->type != REDIS_REPLY_NIL) {
         reply_tagged(ctx, "NO", "NONEXISTENT", "No such mailbox");
@@ -97,22 +98,60 @@ static enum cmd_status status_got_counters(struct cmd_ctx *ctx)
     return CMD_DONE;
 }
 
+static enum cmd_status status_got_counters(struct cmd_ctx *ctx)
+{
+    const struct store_result *res = ctx->store;
+    if (!cmd_reply_is_array(res, FIELD_COUNT))
+        return cmd_store_failed(ctx, res, "STATUS");
+    return status_answer(ctx, res->reply);
+}
+
+/* The HMGET of the mailbox hash's fields, in argv/argvlen (2 + FIELD_COUNT entries). */
+static void hmget_args(const struct key *mbx, const char **argv, size_t *argvlen)
+{
+    argv[0] = "HMGET";
+    argvlen[0] = 5;
+    argv[1] = mbx->s;
+    argvlen[1] = mbx->len;
+    for (size_t i = 0; i < FIELD_COUNT; i++) {
+        argv[2 + i] = item_fields[i];
+        argvlen[2 + i] = strlen(item_fields[i]);
+    }
+}
+
 static enum cmd_status status_got_id(struct cmd_ctx *ctx)
 {
     struct status_state *st = ctx->state;
+    mbxcache_put(conn_mbxcache(ctx->conn), st->name, st->mbxid);
     if (st->mbxid[0] == '\0') {
         reply_tagged(ctx, "NO", "NONEXISTENT", "No such mailbox");
         return CMD_DONE;
     }
     struct key mbx;
     keys_mbx(&mbx, conn_nsid(ctx->conn), st->mbxid, KEYS_MBX);
-    const char *argv[2 + FIELD_COUNT] = {"HMGET", mbx.s};
-    size_t argvlen[2 + FIELD_COUNT] = {5, mbx.len};
-    for (size_t i = 0; i < FIELD_COUNT; i++) {
-        argv[2 + i] = item_fields[i];
-        argvlen[2 + i] = strlen(item_fields[i]);
-    }
+    const char *argv[2 + FIELD_COUNT];
+    size_t argvlen[2 + FIELD_COUNT];
+    hmget_args(&mbx, argv, argvlen);
     return conn_redis(ctx, status_got_counters, (int)(2 + FIELD_COUNT), argv, argvlen);
+}
+
+/* The one-round-trip path: [HGET mailboxes name, HMGET remembered mailbox]. */
+static enum cmd_status status_got_tx(struct cmd_ctx *ctx)
+{
+    struct status_state *st = ctx->state;
+    const struct store_result *res = ctx->store;
+    if (!cmd_reply_is_array(res, 2))
+        return cmd_store_failed(ctx, res, "STATUS");
+    const redisReply *id = res->reply->element[0];
+    const redisReply *fields = res->reply->element[1];
+    if (id->type == REDIS_REPLY_STRING && id->len == KEYS_MBXID_LEN &&
+        memcmp(id->str, st->mbxid, KEYS_MBXID_LEN) == 0 && fields->type == REDIS_REPLY_ARRAY &&
+        fields->elements == FIELD_COUNT)
+        return status_answer(ctx, fields);
+    /* Renamed, deleted or re-created meanwhile: look the name up afresh. */
+    mbxcache_put(conn_mbxcache(ctx->conn), st->name, "");
+    st->mbxid[0] = '\0';
+    return mailbox_lookup(ctx, st->name, st->mbxid, status_got_id);
 }
 
 enum cmd_status cmd_status(struct cmd_ctx *ctx)
@@ -142,5 +181,21 @@ enum cmd_status cmd_status(struct cmd_ctx *ctx)
     if (st->name == NULL)
         return CMD_DONE;
     ctx->state = st;
-    return mailbox_lookup(ctx, st->name, st->mbxid, status_got_id);
+    const char *known = mbxcache_get(conn_mbxcache(ctx->conn), st->name);
+    if (known == NULL)
+        return mailbox_lookup(ctx, st->name, st->mbxid, status_got_id);
+    memcpy(st->mbxid, known, KEYS_MBXID_LEN + 1);
+    const char *nsid = conn_nsid(ctx->conn);
+    struct key boxes, mbx;
+    keys_ns_mailboxes(&boxes, nsid);
+    keys_mbx(&mbx, nsid, st->mbxid, KEYS_MBX);
+    const char *a0[] = {"HGET", boxes.s, st->name};
+    const size_t l0[] = {4, boxes.len, st->name_len};
+    const char *a1[2 + FIELD_COUNT];
+    size_t l1[2 + FIELD_COUNT];
+    hmget_args(&mbx, a1, l1);
+    const int argc[] = {3, (int)(2 + FIELD_COUNT)};
+    const char *const *argv[] = {a0, a1};
+    const size_t *const argvlen[] = {l0, l1};
+    return conn_redis_tx(ctx, status_got_tx, 2, argc, argv, argvlen);
 }

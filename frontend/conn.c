@@ -35,6 +35,7 @@
 #include "frontend/commands.h"
 #include "frontend/frontend.h"
 #include "frontend/log.h"
+#include "frontend/mbxcache.h"
 #include "frontend/reply.h"
 #include "frontend/pubsub.h"
 #include "frontend/selected.h"
@@ -72,6 +73,7 @@ struct conn {
     char *user;
     char nsid[KEYS_NSID_LEN + 1];
     struct selected *selected; /* the selected mailbox, or NULL */
+    struct mbxcache *mbxcache; /* name -> mailbox id seen by this session (NULL until used) */
     struct qitem *queue;    /* ring of max_queued + 1 items (one extra for an error) */
     size_t q_cap, q_head, q_len;
     struct cmd_ctx *running;
@@ -333,6 +335,16 @@ void conn_unselect(struct conn *c)
     set_watching(c, false);
 }
 
+struct mbxcache *conn_mbxcache(struct conn *c)
+{
+    if (c->mbxcache == NULL) {
+        c->mbxcache = calloc(1, sizeof(*c->mbxcache));
+        if (c->mbxcache == NULL)
+            abort();
+    }
+    return c->mbxcache;
+}
+
 bool conn_take_updates_pending(struct conn *c)
 {
     bool was = c->updates_pending;
@@ -446,6 +458,7 @@ static void free_cb(evutil_socket_t fd, short what, void *arg)
     event_free(c->wait_timer);
     free(c->user);
     selected_free(&c->selected);
+    free(c->mbxcache);
     free(c);
 }
 

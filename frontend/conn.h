@@ -117,6 +117,11 @@ void conn_select(struct conn *c, struct selected *sel);
 /* Leaves the selected state (back to authenticated), freeing the selection. */
 void conn_unselect(struct conn *c);
 
+struct mbxcache;
+
+/* The session's mailbox name -> id memory (mbxcache.h), allocated on first use. */
+struct mbxcache *conn_mbxcache(struct conn *c);
+
 /* True when a wake-up came since the last call (and clears it): updates_run is due. */
 bool conn_take_updates_pending(struct conn *c);
 

@@ -204,6 +204,18 @@ class SelectAppendTest(unittest.TestCase):
         self.assertTrue(any(l.startswith("p1 OK [APPENDUID ") for l in lines), lines)
         self.assertIn(b"MESSAGES 1", c.status(box, "(MESSAGES)")[1][0])
 
+    def test_status_follows_rename_and_recreate(self):
+        # STATUS remembers name -> id per session; a rename or re-create must not fool it.
+        c = self.imap()
+        box = self.fresh_mailbox(c, "Stat1")
+        c.append(box, None, None, message("stat one"))
+        self.assertIn(b"MESSAGES 1", c.status(box, "(MESSAGES)")[1][0])
+        self.assertEqual(c.rename(box, "Stat2")[0], "OK")
+        self.assertEqual(c.status(box, "(MESSAGES)")[0], "NO")
+        self.assertEqual(c.create(box)[0], "OK")
+        self.assertIn(b"MESSAGES 0", c.status(box, "(MESSAGES)")[1][0])
+        self.assertIn(b"MESSAGES 1", c.status("Stat2", "(MESSAGES)")[1][0])
+
     def test_pipelined_appends_with_literal_plus(self):
         # mbsync's default: many APPENDs in flight, each literal non-synchronizing; one streamed.
         c = self.imap()
