@@ -590,11 +590,26 @@ static bool needs_content(const struct fetch_plan *plan)
 /* Opens a message's response: "* <seq> FETCH (". */
 void fetch_open_line(struct fetch_state *st, const struct fetch_msg *m)
 {
-    evbuffer_drain(st->line, evbuffer_get_length(st->line));
+    if (evbuffer_get_length(st->line) > 0)
+        evbuffer_add(st->line, "\r\n", 2);
+    st->line_start = evbuffer_get_length(st->line);
     evbuffer_add_printf(st->line, "* %" PRIu32 " FETCH (", m->seq);
 }
 
-/* Ends a message's response: the new FLAGS if \Seen was set and FLAGS not asked for, ")". */
+/* Takes back the response fetch_open_line started (and the line end it put before it). */
+static void drop_line(struct fetch_state *st)
+{
+    size_t keep = st->line_start >= 2 ? st->line_start - 2 : 0;
+    struct evbuffer *head = evbuffer_new();
+    if (head == NULL)
+        abort();
+    if (evbuffer_remove_buffer(st->line, head, keep) != (int)keep)
+        abort();
+    evbuffer_drain(st->line, evbuffer_get_length(st->line));
+    evbuffer_add_buffer(st->line, head);
+    evbuffer_free(head);
+}
+
 void fetch_close_line(struct cmd_ctx *ctx, const struct fetch_msg *m)
 {
     struct fetch_state *st = ctx->state;
@@ -604,7 +619,13 @@ void fetch_close_line(struct cmd_ctx *ctx, const struct fetch_msg *m)
         (void)fetch_render_item(st->line, &flags, m, st->sel->recent_first);
     }
     evbuffer_add(st->line, ")", 1);
-    reply_line(ctx->conn, st->line);
+}
+
+void fetch_flush_lines(struct cmd_ctx *ctx)
+{
+    struct fetch_state *st = ctx->state;
+    if (evbuffer_get_length(st->line) > 0)
+        reply_line(ctx->conn, st->line);
 }
 
 /*
@@ -626,13 +647,13 @@ static void render_message(struct cmd_ctx *ctx, struct fetch_msg *m, const struc
             if (r + need > nreads ||
                 fetch_source_write(st->line, att, &srcs[a], reads + r, need, &st->buf) != 0) {
                 fetch_content_broken(ctx, m, "raw bytes missing");
-                evbuffer_drain(st->line, evbuffer_get_length(st->line));
+                drop_line(st);
                 return;
             }
             r += need;
         } else if (fetch_render_item(st->line, att, m, st->sel->recent_first) != 0) {
             st->unknown_cte = true;
-            evbuffer_drain(st->line, evbuffer_get_length(st->line));
+            drop_line(st);
             return;
         }
     }
@@ -792,20 +813,31 @@ static enum cmd_status fetch_got_data(struct cmd_ctx *ctx)
 enum cmd_status fetch_run(struct cmd_ctx *ctx)
 {
     struct fetch_state *st = ctx->state;
+    /* Responses collect in st->line and go out together before every wait (and tagged reply). */
     for (;;) {
-        if (st->i >= st->n)
+        if (evbuffer_get_length(st->line) >= FETCH_LINES_FLUSH)
+            fetch_flush_lines(ctx);
+        if (st->i >= st->n) {
+            fetch_flush_lines(ctx);
             return fetch_read_columns(ctx);
-        if (conn_output_full(ctx->conn))
+        }
+        if (conn_output_full(ctx->conn)) {
+            fetch_flush_lines(ctx);
             return conn_wait_drain(ctx, fetch_run);
+        }
         struct fetch_msg *m = &st->msgs[st->i];
         if (!m->exists || m->gone) {
             st->i++;
             continue;
         }
-        if (needs_content(&st->plan) && st->i >= st->cw_end)
+        if (needs_content(&st->plan) && st->i >= st->cw_end) {
+            fetch_flush_lines(ctx);
             return fetch_read_content(ctx);
-        if (st->plan.need_raw)
+        }
+        if (st->plan.need_raw) {
+            fetch_flush_lines(ctx);
             return fetch_read_data(ctx);
+        }
         render_message(ctx, m, NULL, NULL, 0);
         st->i++;
     }

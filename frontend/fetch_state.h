@@ -31,6 +31,7 @@ struct evbuffer;
 #define FETCH_CHUNK (256 * 1024)         /* one GETRANGE while streaming */
 #define FETCH_FILTER_MAX (16u << 20)     /* largest header filtered by hand */
 #define FETCH_DECODE_SLICE (64 * 1024)   /* bytes decoded at a time while streaming */
+#define FETCH_LINES_FLUSH (64 * 1024)    /* responses collected before they go out together */
 
 struct fetch_state {
     struct fetch_plan plan;
@@ -56,7 +57,9 @@ struct fetch_state {
     size_t *first_read;           /* per message of the data window: index of its first read */
     struct mail_pieces pieces;    /* scratch for fetch_source_resolve */
     struct mail_buf buf;          /* scratch for fetch_source_write and decoding */
-    struct evbuffer *line;        /* the response being built */
+    struct evbuffer *line;        /* responses not sent yet: complete ones joined by CRLF, then
+                                   * the one being built (reply_line adds the last CRLF) */
+    size_t line_start;            /* where the one being built starts */
     /* Streaming one large message (msgs[i]). */
     struct fetch_source *s_srcs;
     size_t s_att;                 /* item being written */
@@ -82,8 +85,14 @@ enum cmd_status fetch_stream_start(struct cmd_ctx *ctx, struct fetch_source *src
 /* Starts a message's response in st->line: "* <seq> FETCH (". */
 void fetch_open_line(struct fetch_state *st, const struct fetch_msg *m);
 
-/* Ends it (new FLAGS when \Seen was set and FLAGS not asked for, then ")") and sends it. */
+/*
+ * Ends it: the new FLAGS when \Seen was set and FLAGS not asked for, then ")". It goes out with
+ * the next fetch_flush_lines, which must come before any wait, tagged reply or direct write.
+ */
 void fetch_close_line(struct cmd_ctx *ctx, const struct fetch_msg *m);
+
+/* Sends the collected responses (reply_line). */
+void fetch_flush_lines(struct cmd_ctx *ctx);
 
 /* Marks m as not answerable (its content went away) and logs why. */
 void fetch_content_broken(struct cmd_ctx *ctx, struct fetch_msg *m, const char *why);
