@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""The shared large-mailbox yardstick (../shared/bench/bigmailbox.py) against cimap and the
+reference Dovecot in the same run, same messages (../shared/bench/make_maildir.py's generator),
+both warm (each measured twice; the second run is reported). Not a test.
+
+  yardstick.py [N]     (default 100000)
+"""
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+import bench_mailbox  # noqa: E402
+
+SHARED = bench_mailbox.SHARED
+BIG = os.path.join(SHARED, "bigmailbox.py")
+
+
+def run(port, user, pw):
+    out = subprocess.run([sys.executable, BIG, str(port), user, pw], capture_output=True, text=True,
+                         timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return out.stdout
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
+    redis = harness.Redis()
+    server = harness.Cimapd(redis.url)
+    harness.wait_for_user(redis)
+    time.sleep(0.5)
+    # bigmailbox.py selects INBOX: load the messages into the demo user's INBOX.
+    bench_mailbox.load_cimap(server.port, n, "INBOX")
+    run(server.port, "demouser", "demopass")
+    cimap = run(server.port, "demouser", "demopass")
+    server.stop()
+    server.cleanup()
+    redis.stop()
+    print(f"cimap, {n} messages (+5 demo), warm:\n{cimap}")
+    subprocess.run(["bash", os.path.join(SHARED, "dovecot", "start.sh"), "10143", "1"], check=True)
+    try:
+        bench_mailbox.load_dovecot("test1", n)
+        run(10143, "test1", "pass")
+        dov = run(10143, "test1", "pass")
+    finally:
+        subprocess.run(["bash", os.path.join(SHARED, "dovecot", "stop.sh")])
+    print(f"dovecot, {n} messages, warm:\n{dov}")
+
+
+if __name__ == "__main__":
+    main()
