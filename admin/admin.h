@@ -3,8 +3,10 @@
  * commands, each command a function in the dispatch table of main.c).
  *
  * Exit codes follow sysexits(3), so an MTA or a script can tell "retry later" from "no":
- *   0 success; 1 check-user: wrong password; 64 usage; 67 no such user; 70 internal error;
- *   73 cannot create (set-user on a user that is being deleted); 75 Redis unavailable (retry).
+ *   0 success; 1 check-user: wrong password, fsck: problems found, import: files skipped;
+ *   64 usage; 65 bad data (a message that is unusable or too big); 66 input missing; 67 no such
+ *   user; 70 internal error; 73 cannot create (set-user on a user that is being deleted); 74 I/O
+ *   error (export); 75 Redis unavailable or any transient failure (retry).
  */
 #ifndef CIMAP_ADMIN_H
 #define CIMAP_ADMIN_H
@@ -14,9 +16,12 @@
 #define ADMIN_EX_OK 0
 #define ADMIN_EX_MISMATCH 1
 #define ADMIN_EX_USAGE 64
+#define ADMIN_EX_DATAERR 65
+#define ADMIN_EX_NOINPUT 66
 #define ADMIN_EX_NOUSER 67
 #define ADMIN_EX_SOFTWARE 70
 #define ADMIN_EX_CANTCREAT 73
+#define ADMIN_EX_IOERR 74
 #define ADMIN_EX_TEMPFAIL 75
 
 struct db;
@@ -55,5 +60,20 @@ admin_cmd_fn cmd_get_user;
 admin_cmd_fn cmd_list_users;
 admin_cmd_fn cmd_check_user;
 admin_cmd_fn cmd_delete_user;
+admin_cmd_fn cmd_import_users;
+
+/* Delivery (cmd_append.c). */
+admin_cmd_fn cmd_append;
+
+/* Maildir migration (cmd_maildir.c). */
+admin_cmd_fn cmd_import_maildir;
+admin_cmd_fn cmd_export_maildir;
+
+/* Operations and inspection (cmd_ops.c). */
+admin_cmd_fn cmd_health;
+admin_cmd_fn cmd_keys;
+admin_cmd_fn cmd_stats;
+admin_cmd_fn cmd_fsck;
+admin_cmd_fn cmd_gc;
 
 #endif

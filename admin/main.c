@@ -26,6 +26,9 @@ struct admin_cmd {
 
 /* Sorted by name (bsearch). */
 static const struct admin_cmd commands[] = {
+    {"append", cmd_append,
+     "append [--from SENDER] [--mailbox NAME] [--create] [--flag FLAG]... [--date DATE]\n"
+     "       [--delivery-id ID] [--max-size BYTES] [--dedupe-ttl SECONDS] USER < MESSAGE"},
     {"check-user", cmd_check_user, "check-user LOGIN [--password-stdin]"},
     {"delete-user", cmd_delete_user, "delete-user LOGIN"},
     {"get-user", cmd_get_user, "get-user LOGIN [--show-hash]"},
@@ -63,11 +66,22 @@ static const char usage_text[] =
     "  delete-user LOGIN\n"
     "      Delete the user and every key of its namespace, in bounded batches. LOGIN stops\n"
     "      working at once; if interrupted, run it again to finish.\n"
+    "  append [--from SENDER] [--mailbox NAME] [--create] [--flag FLAG]... [--date DATE]\n"
+    "         [--delivery-id ID] [--max-size BYTES] [--dedupe-ttl SECONDS] USER < MESSAGE\n"
+    "      Deliver one message (bare LF becomes CRLF) to USER's mailbox NAME (default INBOX; a\n"
+    "      missing one means INBOX unless --create) and print 'UIDVALIDITY UID'. FLAG: \\Seen...\n"
+    "      or a keyword; DATE: RFC 3339 or unix seconds (INTERNALDATE, default now). Exactly once:\n"
+    "      a delivery with the same --delivery-id (the MTA queue id), or else the same message,\n"
+    "      --from and USER, within --dedupe-ttl seconds (default 86400; 0: off) is stored once.\n"
+    "      --max-size defaults to 64 MiB. Exit 0 stored, 65 empty/unusable/too big, 67 no such\n"
+    "      user, 75 anything else (the MTA retries; nothing is half-written).\n"
     "\n"
     "LOGIN: 1..255 of [A-Za-z0-9._@+-], not starting with '.' or '-'.\n"
     "\n"
-    "Exit codes (sysexits): 0 ok; 1 wrong password (check-user); 64 usage error; 67 no such user;\n"
-    "70 internal error; 73 user is being deleted (set-user); 75 Redis unavailable, retry later.\n";
+    "Exit codes (sysexits): 0 ok; 1 wrong password (check-user), problems found (fsck), files\n"
+    "skipped (import-maildir); 64 usage error; 65 unusable data; 66 missing input; 67 no such\n"
+    "user; 70 internal error; 73 user is being deleted (set-user); 74 I/O error; 75 Redis\n"
+    "unavailable or another transient failure, retry later.\n";
 
 void admin_error(const char *fmt, ...)
 {

@@ -229,3 +229,10 @@ void keys_copy(struct key *k, const char *nsid, const char *copy_id)
     assert(keys_hex_valid(copy_id, strlen(copy_id), KEYS_STAGING_LEN));
     key_fmt(k, "/ns/{%s}/copy/%s", nsid, copy_id);
 }
+
+void keys_delivery(struct key *k, const char *nsid, const char *id)
+{
+    assert(keys_nsid_valid(nsid, strlen(nsid)));
+    assert(keys_hex_valid(id, strlen(id), KEYS_SHA256_LEN));
+    key_fmt(k, "/ns/{%s}/delivery/%s", nsid, id);
+}

@@ -137,4 +137,12 @@ void keys_ns_copies(struct key *k, const char *nsid);
  */
 void keys_copy(struct key *k, const char *nsid, const char *copy_id);
 
+/*
+ * "/ns/{<nsid>}/delivery/<id>": string with a TTL, "<uidvalidity> <first_uid> <last_uid> <modseq>"
+ * of a delivery already stored (append.lua's optional delivery key: a retried delivery is answered
+ * from it instead of stored twice). id: KEYS_SHA256_LEN lowercase hex digits (asserted), the
+ * SHA-256 of the MTA's queue id or of the message with its envelope (cimap-admin append).
+ */
+void keys_delivery(struct key *k, const char *nsid, const char *id);
+
 #endif

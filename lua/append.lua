@@ -24,7 +24,13 @@
 --          stored parse, ENVELOPE and BODYSTRUCTURE), message-id ("" = none), thread refs (Message-IDs
 --          of In-Reply-To and References, space separated, most relevant first), emailid ("M" + the
 --          first 24 hex digits of sha256)
--- Reply    {uidvalidity, first_uid, last_uid, modseq}
+-- KEYS[14+3n]  optional: /ns/{<nsid>}/delivery/<id> (id: 64 lowercase hex digits), the delivery
+--          key of an idempotent delivery (cimap-admin append); given only together with ARGV[6+11n]
+-- ARGV[6+11n]  with the delivery key: how long to remember it, seconds (1..2,592,000)
+-- Reply    {uidvalidity, first_uid, last_uid, modseq}; with a delivery key a fifth element: 0 when
+--          stored now (the key then remembers this reply), 1 when the key already existed: nothing
+--          is stored, the staging keys of the call are deleted and the first delivery's reply is
+--          answered (even when its mailbox or messages are gone since)
 -- Errors   "NONEXISTENT ..." when KEYS[1] is missing or a staging key expired; "TRYCREATE ..." when
 --          the mailbox is gone; "OVERQUOTA ..."; "LIMIT ..." (keywords); "ERR ..." on bad keys or
 --          arguments (sizes that do not match the bytes, an unknown system flag, ...).
@@ -147,13 +153,29 @@ if #ARGV < 5 then
     return fail('expects 5 + 11n arguments')
 end
 local n = tonumber(ARGV[5])
-if not n or n < 1 or n ~= math.floor(n) or #ARGV ~= 5 + FIELDS * n or #KEYS ~= 13 + 3 * n then
+if not n or n < 1 or n ~= math.floor(n) then
+    return fail('expects 13 + 3n keys and 5 + 11n arguments, n >= 1')
+end
+local delivery = #KEYS == 14 + 3 * n and #ARGV == 6 + FIELDS * n
+if not delivery and (#ARGV ~= 5 + FIELDS * n or #KEYS ~= 13 + 3 * n) then
     return fail('expects 13 + 3n keys and 5 + 11n arguments, n >= 1')
 end
 local prefix = string.match(KEYS[1], '^(/ns/{' .. nsid_pat .. '}/)meta$')
 local mbxid = ARGV[1]
 if not prefix or not string.find(mbxid, mbxid_pat) then
     return fail('invalid meta key or mbxid')
+end
+local delivery_key, delivery_ttl
+if delivery then
+    delivery_key, delivery_ttl = KEYS[14 + 3 * n], tonumber(ARGV[6 + FIELDS * n])
+    if string.sub(delivery_key, 1, #prefix) ~= prefix or
+        not string.find(string.sub(delivery_key, #prefix + 1), '^delivery/' .. string.rep(hex, 64) .. '$') then
+        return fail('invalid delivery key')
+    end
+    if not delivery_ttl or delivery_ttl < 1 or delivery_ttl > 2592000 or
+        delivery_ttl ~= math.floor(delivery_ttl) then
+        return fail('invalid delivery ttl')
+    end
 end
 local mbx = prefix .. 'mbx/' .. mbxid
 for i = 1, 9 do
@@ -221,6 +243,21 @@ end
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
     return redis.error_reply('NONEXISTENT user is being deleted')
+end
+if delivery then
+    local prior = redis.call('GET', delivery_key)
+    if prior then
+        local v, f, l, s = string.match(prior, '^(%d+) (%d+) (%d+) (%d+)$')
+        if not v then
+            return fail('delivery key is damaged')
+        end
+        for i = 1, n do
+            if msgs[i].staging then
+                redis.call('DEL', msgs[i].staging)
+            end
+        end
+        return {tonumber(v), tonumber(f), tonumber(l), tonumber(s), 1}
+    end
 end
 local cur = redis.call('HMGET', KEYS[2], 'uidvalidity', 'uidnext', 'highestmodseq', 'keywords',
     'removed')
@@ -355,4 +392,9 @@ redis.call('HINCRBY', KEYS[1], 'bytes', total)
 local uidset = first == last and string.format('%d', first) or string.format('%d:%d', first, last)
 log_add(KEYS[10], modseq, now, 'k', 'append', 'u', uidset, 't', now)
 redis.call('PUBLISH', KEYS[12], string.format('%s %d', mbxid, modseq))
+if delivery then
+    redis.call('SET', delivery_key, string.format('%d %d %d %d', uidvalidity, first, last, modseq),
+        'EX', delivery_ttl)
+    return {uidvalidity, first, last, modseq, 0}
+end
 return {uidvalidity, first, last, modseq}

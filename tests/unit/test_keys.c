@@ -78,6 +78,8 @@ static void test_mailbox_formats(void **state)
     assert_key(&k, "/ns/{" NSID "}/copies");
     keys_copy(&k, NSID, "0123456789abcdef0123456789abcdef");
     assert_key(&k, "/ns/{" NSID "}/copy/0123456789abcdef0123456789abcdef");
+    keys_delivery(&k, NSID, SHA);
+    assert_key(&k, "/ns/{" NSID "}/delivery/" SHA);
 }
 
 static void test_ids(void **state)
