@@ -289,6 +289,7 @@ static int usage(const char *msg)
  * accepted. Leaves the single LOGIN operand in *login_r (NULL for none when none is wanted).
  */
 struct user_opts {
+    const char *password_hash;
     bool password_stdin;
     bool keep_password;
     bool show_hash;
@@ -303,6 +304,7 @@ enum {
     OPT_SHOW_HASH = 1 << 2,
     OPT_KDF_COST = 1 << 3,
     OPT_PARAM = 1 << 4,
+    OPT_PASSWORD_HASH = 1 << 5,
 };
 
 static int parse_user_opts(int argc, char **argv, unsigned allowed, bool want_login,
@@ -314,6 +316,7 @@ static int parse_user_opts(int argc, char **argv, unsigned allowed, bool want_lo
         {"show-hash", no_argument, NULL, 'H'},
         {"kdf-cost", required_argument, NULL, 'c'},
         {"param", required_argument, NULL, 'p'},
+        {"password-hash", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -349,6 +352,10 @@ static int parse_user_opts(int argc, char **argv, unsigned allowed, bool want_lo
             if (params_add(&o->params, optarg) != 0)
                 return -1;
             break;
+        case 'P':
+            need = OPT_PASSWORD_HASH;
+            o->password_hash = optarg;
+            break;
         case ':':
             admin_error("option %s needs a value (see cimap-admin --help)", argv[optind - 1]);
             return -1;
@@ -375,8 +382,8 @@ static int parse_user_opts(int argc, char **argv, unsigned allowed, bool want_lo
         usage("too many arguments");
         return -1;
     }
-    if (o->password_stdin && o->keep_password) {
-        usage("--password-stdin and --keep-password exclude each other");
+    if ((o->password_stdin ? 1 : 0) + (o->keep_password ? 1 : 0) + (o->password_hash != NULL ? 1 : 0) > 1) {
+        usage("--password-stdin, --password-hash and --keep-password exclude each other");
         return -1;
     }
     return 0;
@@ -485,10 +492,88 @@ static int user_update(struct db *d, const struct key *k, const char *login, con
     return ADMIN_EX_OK;
 }
 
+/*
+ * Creates or updates login with hash (NULL: keep the password; the user must exist). Exit code;
+ * *created_r tells which happened.
+ */
+static int store_user(struct db *d, const struct key *k, const char *login, const char *hash,
+                      const struct params *params, bool *created_r)
+{
+    *created_r = false;
+    for (int attempt = 0; attempt < SET_USER_ATTEMPTS; attempt++) {
+        struct record r;
+        int rc = record_read(d, k, login, &r);
+        bool exists = r.exists, active = r.active;
+        record_clear(&r);
+        if (rc != ADMIN_EX_OK)
+            return rc;
+        bool retry;
+        if (exists && !active) {
+            admin_error("user %s is being deleted; run delete-user %s to finish first", login,
+                        login);
+            return ADMIN_EX_CANTCREAT;
+        } else if (exists) {
+            rc = user_update(d, k, login, hash, params, &retry);
+        } else if (hash == NULL) {
+            admin_error("no such user: %s (--keep-password needs an existing user)", login);
+            return ADMIN_EX_NOUSER;
+        } else {
+            rc = user_create(d, k, login, hash, params, &retry);
+            *created_r = rc == ADMIN_EX_OK && !retry;
+        }
+        if (rc != ADMIN_EX_OK || !retry)
+            return rc;
+    }
+    admin_error("the record of %s keeps changing under us; try again", login);
+    return ADMIN_EX_TEMPFAIL;
+}
+
+/*
+ * The hash to store for a hash given by an operator or a passwd-file: Dovecot's {PLAIN} and
+ * {CLEARTEXT} are hashed here (a plain password is never stored), a bare "$id$..." is Dovecot's
+ * default scheme {CRYPT}, anything else must be a hash password_verify() knows. NULL with
+ * *error_r when it is none of these; else malloc'd.
+ */
+static char *import_hash(const char *given, uint32_t kdf_cost, const char **error_r)
+{
+    static const char *const plain[] = {"{PLAIN}", "{CLEARTEXT}"};
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        size_t n = strlen(plain[i]);
+        if (strncmp(given, plain[i], n) == 0) {
+            char *hash;
+            if (given[n] == '\0') {
+                *error_r = "empty password";
+                return NULL;
+            }
+            if (password_hash(given + n, strlen(given + n), kdf_cost, &hash, error_r) != 0)
+                return NULL;
+            return hash;
+        }
+    }
+    char *hash = given[0] == '$' && strncmp(given, "$pbkdf2-sha256$", 15) != 0
+                     ? malloc(strlen(given) + 8)
+                     : strdup(given);
+    if (hash == NULL) {
+        *error_r = "out of memory";
+        return NULL;
+    }
+    if (given[0] == '$' && strncmp(given, "$pbkdf2-sha256$", 15) != 0) {
+        memcpy(hash, "{CRYPT}", 7);
+        memcpy(hash + 7, given, strlen(given) + 1);
+    }
+    if (password_check_encoded(hash, error_r) != 0) {
+        free(hash);
+        return NULL;
+    }
+    return hash;
+}
+
 int cmd_set_user(struct admin *adm, int argc, char **argv)
 {
     struct user_opts o;
-    if (parse_user_opts(argc, argv, OPT_PASSWORD_STDIN | OPT_KEEP_PASSWORD | OPT_KDF_COST | OPT_PARAM,
+    if (parse_user_opts(argc, argv,
+                        OPT_PASSWORD_STDIN | OPT_KEEP_PASSWORD | OPT_KDF_COST | OPT_PARAM |
+                            OPT_PASSWORD_HASH,
                         true, &o) != 0)
         return ADMIN_EX_USAGE;
     struct key k;
@@ -496,10 +581,16 @@ int cmd_set_user(struct admin *adm, int argc, char **argv)
         return ADMIN_EX_USAGE;
 
     char *hash = NULL;
-    if (!o.keep_password) {
+    const char *error;
+    if (o.password_hash != NULL) {
+        hash = import_hash(o.password_hash, o.kdf_cost, &error);
+        if (hash == NULL) {
+            admin_error("invalid --password-hash: %s", error);
+            return ADMIN_EX_USAGE;
+        }
+    } else if (!o.keep_password) {
         char *pw;
         size_t len;
-        const char *error;
         if (secret_read(o.password_stdin, true, &pw, &len, &error) != 0)
             return usage(error);
         int rc = password_hash(pw, len, o.kdf_cost, &hash, &error);
@@ -512,37 +603,88 @@ int cmd_set_user(struct admin *adm, int argc, char **argv)
 
     struct db *d;
     int rc = ADMIN_EX_TEMPFAIL;
-    if (admin_db(adm, &d) != 0)
-        goto out;
-    for (int attempt = 0; attempt < SET_USER_ATTEMPTS; attempt++) {
-        struct record r;
-        rc = record_read(d, &k, o.login, &r);
-        bool exists = r.exists, active = r.active;
-        record_clear(&r);
-        if (rc != ADMIN_EX_OK)
-            goto out;
-        bool retry;
-        if (exists && !active) {
-            admin_error("user %s is being deleted; run delete-user %s to finish first", o.login,
-                        o.login);
-            rc = ADMIN_EX_CANTCREAT;
-            goto out;
-        } else if (exists) {
-            rc = user_update(d, &k, o.login, hash, &o.params, &retry);
-        } else if (o.keep_password) {
-            admin_error("no such user: %s (--keep-password needs an existing user)", o.login);
-            rc = ADMIN_EX_NOUSER;
-            goto out;
-        } else {
-            rc = user_create(d, &k, o.login, hash, &o.params, &retry);
-        }
-        if (rc != ADMIN_EX_OK || !retry)
-            goto out;
-    }
-    admin_error("the record of %s keeps changing under us; try again", o.login);
-    rc = ADMIN_EX_TEMPFAIL;
-out:
+    bool created;
+    if (admin_db(adm, &d) == 0)
+        rc = store_user(d, &k, o.login, hash, &o.params, &created);
     free(hash);
+    return rc;
+}
+
+/*
+ * import-users PASSWD_FILE: Dovecot passwd-file lines "user:{SCHEME}hash:uid:gid:gecos:home:
+ * shell:extra" (only the first two fields matter); '#' comments and blank lines are skipped.
+ * Each user is created or has its password replaced, keeping its mail.
+ */
+int cmd_import_users(struct admin *adm, int argc, char **argv)
+{
+    struct user_opts o;
+    opterr = 0;
+    if (parse_user_opts(argc, argv, OPT_KDF_COST, true, &o) != 0)
+        return ADMIN_EX_USAGE;
+    FILE *f = strcmp(o.login, "-") == 0 ? stdin : fopen(o.login, "r");
+    if (f == NULL) {
+        admin_error("cannot open %s", o.login);
+        return ADMIN_EX_NOINPUT;
+    }
+    struct db *d;
+    if (admin_db(adm, &d) != 0) {
+        if (f != stdin)
+            fclose(f);
+        return ADMIN_EX_TEMPFAIL;
+    }
+    struct params none = {.n = 0};
+    char *line = NULL;
+    size_t cap = 0, lineno = 0, created = 0, updated = 0, skipped = 0;
+    ssize_t len;
+    int rc = ADMIN_EX_OK;
+    while (rc == ADMIN_EX_OK && (len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (len == 0 || line[0] == '#')
+            continue;
+        char *colon = strchr(line, ':');
+        if (colon == NULL) {
+            admin_error("skipped line %zu: no ':'", lineno);
+            skipped++;
+            continue;
+        }
+        *colon = '\0';
+        char *pw = colon + 1;
+        char *end = strchr(pw, ':');
+        if (end != NULL)
+            *end = '\0';
+        struct key k;
+        if (keys_user(&k, line, strlen(line)) != 0) {
+            admin_error("skipped line %zu: invalid login name", lineno);
+            skipped++;
+            continue;
+        }
+        const char *error;
+        char *hash = pw[0] != '\0' ? import_hash(pw, o.kdf_cost, &error) : NULL;
+        if (hash == NULL) {
+            admin_error("skipped %s (line %zu): %s", line, lineno,
+                        pw[0] == '\0' ? "no password" : error);
+            skipped++;
+            continue;
+        }
+        bool was_created;
+        rc = store_user(d, &k, line, hash, &none, &was_created);
+        free(hash);
+        if (rc == ADMIN_EX_CANTCREAT) {
+            skipped++;
+            rc = ADMIN_EX_OK;
+        } else if (rc == ADMIN_EX_OK) {
+            created += was_created;
+            updated += !was_created;
+        }
+    }
+    free(line);
+    if (f != stdin)
+        fclose(f);
+    printf("imported users: %zu created, %zu updated, %zu skipped\n", created, updated, skipped);
+    if (rc == ADMIN_EX_OK && skipped > 0)
+        rc = ADMIN_EX_DATAERR;
     return rc;
 }
 

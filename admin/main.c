@@ -35,9 +35,11 @@ static const struct admin_cmd commands[] = {
     {"get-user", cmd_get_user, "get-user LOGIN [--show-hash]"},
     {"import-maildir", cmd_import_maildir,
      "import-maildir [--layout maildir++|fs] [--max-size BYTES] USER DIR"},
+    {"import-users", cmd_import_users, "import-users [--kdf-cost N] PASSWD_FILE"},
     {"list-users", cmd_list_users, "list-users"},
     {"set-user", cmd_set_user,
-     "set-user LOGIN [--password-stdin | --keep-password] [--param NAME=VALUE]... [--kdf-cost N]"},
+     "set-user LOGIN [--password-stdin | --password-hash HASH | --keep-password]\n"
+     "       [--param NAME=VALUE]... [--kdf-cost N]"},
 };
 
 static const char usage_text[] =
@@ -50,7 +52,8 @@ static const char usage_text[] =
     "  -h, --help         show this help; COMMAND --help shows the same\n"
     "\n"
     "Commands:\n"
-    "  set-user LOGIN [--password-stdin | --keep-password] [--param NAME=VALUE]... [--kdf-cost N]\n"
+    "  set-user LOGIN [--password-stdin | --password-hash HASH | --keep-password]\n"
+    "           [--param NAME=VALUE]... [--kdf-cost N]\n"
     "      Create the user, or update an existing one. The password is read from the terminal\n"
     "      (no echo, asked twice) or, with --password-stdin, from standard input (one trailing\n"
     "      newline is removed). --keep-password changes only parameters of an existing user.\n"
@@ -58,6 +61,12 @@ static const char usage_text[] =
     "      to 1024 bytes, no control characters); an empty VALUE removes it. May repeat.\n"
     "      --kdf-cost N sets the PBKDF2 iteration count (default 100000). For benchmarks and\n"
     "      tests only: a low cost makes stolen hashes cheap to crack.\n"
+    "      --password-hash HASH stores a Dovecot hash as is, so a migrated user keeps the\n"
+    "      password: {SHA512-CRYPT}, {SHA256-CRYPT}, {BLF-CRYPT}, {MD5-CRYPT}, {CRYPT} ($id$\n"
+    "      forms), {PBKDF2}; {PLAIN}/{CLEARTEXT} are hashed with PBKDF2 (never stored).\n"
+    "  import-users [--kdf-cost N] PASSWD_FILE\n"
+    "      Create or update every user of a Dovecot passwd-file (user:{SCHEME}hash:...) with\n"
+    "      its hash, as set-user --password-hash does. Exit 65 when lines were skipped.\n"
     "  get-user LOGIN [--show-hash]\n"
     "      Print the user's record as NAME=VALUE lines: login, nsid, state, created (unix\n"
     "      seconds), param:NAME. The password hash is printed only with --show-hash.\n"

@@ -9,6 +9,10 @@
  * must be canonical (unused low bits zero); the salt is 8..64 bytes and the hash exactly 32 bytes.
  * The computed hash is compared with CRYPTO_memcmp (constant time).
  *
+ * Dovecot's crypt(3) and {PBKDF2} hashes are verified as they are (libxcrypt's crypt_rn keeps all
+ * its state in the caller's buffer, so it is thread-safe), so users migrated from Dovecot keep
+ * their passwords; new hashes are always PBKDF2-SHA256.
+ *
  * Not done here: threading (callers run these on the worker pool), rate limiting, other schemes.
  */
 #include "frontend/password.h"
@@ -17,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <crypt.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -230,10 +236,133 @@ static int password_parse(const char *encoded, struct password_parsed *p, const 
     return 0;
 }
 
+/*
+ * Dovecot's schemes, kept as Dovecot wrote them so migrated users keep their passwords:
+ * "{SHA512-CRYPT}$6$...", "{SHA256-CRYPT}$5$...", "{BLF-CRYPT}$2y$...", "{MD5-CRYPT}$1$...",
+ * "{CRYPT}$<id>$..." (any modular crypt(3) hash libxcrypt verifies; traditional DES is refused),
+ * and "{PBKDF2}$1$<salt>$<rounds>$<40 hex digits>" (PBKDF2-HMAC-SHA1 over the salt as text).
+ */
+struct crypt_scheme {
+    const char *tag;    /* "{SHA512-CRYPT}" */
+    const char *prefix; /* what the crypt setting must start with ("$" for any) */
+};
+
+static const struct crypt_scheme crypt_schemes[] = {
+    {"{SHA512-CRYPT}", "$6$"}, {"{SHA256-CRYPT}", "$5$"}, {"{BLF-CRYPT}", "$2"},
+    {"{MD5-CRYPT}", "$1$"},    {"{CRYPT}", "$"},
+};
+
+#define DOVECOT_PBKDF2 "{PBKDF2}$1$"
+#define DOVECOT_PBKDF2_LEN 20 /* SHA-1 output */
+
+static const struct crypt_scheme *crypt_scheme_of(const char *encoded)
+{
+    for (size_t i = 0; i < sizeof(crypt_schemes) / sizeof(crypt_schemes[0]); i++) {
+        size_t n = strlen(crypt_schemes[i].tag);
+        if (strncmp(encoded, crypt_schemes[i].tag, n) == 0 &&
+            strncmp(encoded + n, crypt_schemes[i].prefix, strlen(crypt_schemes[i].prefix)) == 0)
+            return &crypt_schemes[i];
+    }
+    return NULL;
+}
+
+/* crypt_rn (libxcrypt, thread-safe: all state in the caller's crypt_data). */
+static int verify_crypt(const char *password, size_t len, const char *setting, bool *match_r,
+                        const char **error_r)
+{
+    if (strlen(setting) >= CRYPT_OUTPUT_SIZE) {
+        *error_r = "malformed crypt hash: too long";
+        return -1;
+    }
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+    char *pw = malloc(len + 1);
+    if (cd == NULL || pw == NULL) {
+        free(cd);
+        free(pw);
+        *error_r = "out of memory";
+        return -1;
+    }
+    /* crypt(3) takes a C string: a password with a NUL byte is hashed as "*" never matches. */
+    bool has_nul = len > 0 && memchr(password, '\0', len) != NULL;
+    if (len > 0)
+        memcpy(pw, password, len);
+    pw[len] = '\0';
+    const char *out = crypt_rn(has_nul ? "" : pw, setting, cd, (int)sizeof(*cd));
+    int rc = 0;
+    if (out == NULL || out[0] == '*' || strlen(out) != strlen(setting)) {
+        /* A bare setting ("$6$salt") hashes to something longer: not a stored hash. */
+        *error_r = "malformed or unsupported crypt hash";
+        rc = -1;
+    } else {
+        *match_r = !has_nul && CRYPTO_memcmp(out, setting, strlen(setting)) == 0;
+    }
+    OPENSSL_cleanse(pw, len + 1);
+    OPENSSL_cleanse(cd, sizeof(*cd));
+    free(pw);
+    free(cd);
+    return rc;
+}
+
+static int hex_nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* "{PBKDF2}$1$<salt>$<rounds>$<hex>", Dovecot's PBKDF2-HMAC-SHA1. */
+static int verify_dovecot_pbkdf2(const char *password, size_t len, const char *encoded,
+                                 bool *match_r, const char **error_r)
+{
+    const char *salt = encoded + strlen(DOVECOT_PBKDF2);
+    const char *d1 = strchr(salt, '$');
+    const char *d2 = d1 != NULL ? strchr(d1 + 1, '$') : NULL;
+    uint32_t rounds;
+    if (d1 == NULL || d2 == NULL || d1 == salt || d1 - salt > PASSWORD_SALT_MAX ||
+        parse_iterations(d1 + 1, (size_t)(d2 - d1 - 1), &rounds) != 0 ||
+        strlen(d2 + 1) != 2 * DOVECOT_PBKDF2_LEN) {
+        *error_r = "malformed {PBKDF2} hash";
+        return -1;
+    }
+    unsigned char want[DOVECOT_PBKDF2_LEN], got[DOVECOT_PBKDF2_LEN];
+    for (size_t i = 0; i < DOVECOT_PBKDF2_LEN; i++) {
+        int hi = hex_nibble(d2[1 + 2 * i]), lo = hex_nibble(d2[2 + 2 * i]);
+        if (hi < 0 || lo < 0) {
+            *error_r = "malformed {PBKDF2} hash";
+            return -1;
+        }
+        want[i] = (unsigned char)(hi << 4 | lo);
+    }
+    if (PKCS5_PBKDF2_HMAC(len == 0 ? "" : password, (int)len, (const unsigned char *)salt,
+                          (int)(d1 - salt), (int)rounds, EVP_sha1(), DOVECOT_PBKDF2_LEN,
+                          got) != 1) {
+        *error_r = "PBKDF2 failed";
+        return -1;
+    }
+    *match_r = CRYPTO_memcmp(got, want, DOVECOT_PBKDF2_LEN) == 0;
+    OPENSSL_cleanse(got, sizeof(got));
+    return 0;
+}
+
 int password_verify(const char *password, size_t len, const char *encoded, bool *match_r,
                     const char **error_r)
 {
     *match_r = false;
+    const struct crypt_scheme *cs = crypt_scheme_of(encoded);
+    if (cs != NULL) {
+        if (len > PASSWORD_MAX_LEN)
+            return 0;
+        return verify_crypt(password, len, encoded + strlen(cs->tag), match_r, error_r);
+    }
+    if (strncmp(encoded, DOVECOT_PBKDF2, strlen(DOVECOT_PBKDF2)) == 0) {
+        if (len > PASSWORD_MAX_LEN)
+            return 0;
+        return verify_dovecot_pbkdf2(password, len, encoded, match_r, error_r);
+    }
     struct password_parsed p;
     if (password_parse(encoded, &p, error_r) != 0)
         return -1;
@@ -267,6 +396,24 @@ static void dummy_init(void)
         abort();
     }
     OPENSSL_cleanse(secret, sizeof(secret));
+}
+
+int password_check_encoded(const char *encoded, const char **error_r)
+{
+    bool match;
+    if (crypt_scheme_of(encoded) == NULL && strncmp(encoded, DOVECOT_PBKDF2, strlen(DOVECOT_PBKDF2)) != 0 &&
+        strncmp(encoded, "$pbkdf2-sha256$", strlen("$pbkdf2-sha256$")) != 0) {
+        *error_r = "unknown password scheme (expected {SHA512-CRYPT}, {SHA256-CRYPT}, "
+                   "{BLF-CRYPT}, {MD5-CRYPT}, {CRYPT}, {PBKDF2} or $pbkdf2-sha256$)";
+        return -1;
+    }
+    for (const char *p = encoded; *p != '\0'; p++) {
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+            *error_r = "a password hash is printable ASCII without spaces";
+            return -1;
+        }
+    }
+    return password_verify("", 0, encoded, &match, error_r);
 }
 
 const char *password_dummy_hash(void)

@@ -23,11 +23,21 @@ int password_hash(const char *password, size_t len, uint32_t iterations, char **
                   const char **error_r);
 
 /*
- * Verifies password against an encoded hash. Returns 0 and sets *match_r, or -1 with *error_r
- * when the encoded hash is malformed or of an unknown scheme (then *match_r is false).
+ * Verifies password against an encoded hash (any form password_check_encoded() accepts).
+ * Returns 0 and sets *match_r, or -1 with *error_r when the encoded hash is malformed or of an
+ * unknown scheme (then *match_r is false).
  */
 int password_verify(const char *password, size_t len, const char *encoded, bool *match_r,
                     const char **error_r);
+
+/*
+ * Checks that encoded is a hash password_verify() understands (for cimap-admin set-user
+ * --password-hash): this module's own form, or one of Dovecot's kept as is — "{SHA512-CRYPT}$6$…",
+ * "{SHA256-CRYPT}$5$…", "{BLF-CRYPT}$2y$…", "{MD5-CRYPT}$1$…", "{CRYPT}$<id>$…" (libxcrypt) and
+ * "{PBKDF2}$1$<salt>$<rounds>$<hex>" (PBKDF2-HMAC-SHA1). Costs one verification. 0, or -1 with
+ * *error_r (static text).
+ */
+int password_check_encoded(const char *encoded, const char **error_r);
 
 /*
  * A valid hash at the default cost of a random secret made at first use, to verify unknown users

@@ -2,7 +2,8 @@
 -- one exists (the caller then sweeps the namespace it made with ns_create.lua).
 -- KEYS[1]  /users/<login>
 -- ARGV[1]  nsid of a namespace made by ns_create.lua
--- ARGV[2]  encoded password hash, "$pbkdf2-sha256$i=<n>$<salt>$<hash>" (frontend/password.h)
+-- ARGV[2]  encoded password hash, "$pbkdf2-sha256$i=<n>$<salt>$<hash>" or a Dovecot hash
+--          "{SCHEME}$..." (frontend/password.h)
 -- ARGV[3], ARGV[4], ...  parameter name/value pairs, stored as field "param:<name>"
 --          (name: 1..64 of [A-Za-z0-9._-]; value: 1..1024 bytes, no control characters)
 -- Reply    integer: the creation time in unix seconds (Redis TIME)
@@ -25,7 +26,13 @@ if not string.find(nsid, nsid_pat) then
     return redis.error_reply('ERR user_create: invalid nsid')
 end
 local hash = ARGV[2]
-if #hash > 512 or not string.find(hash, '^%$pbkdf2%-sha256%$i=[0-9]+%$[A-Za-z0-9%+/]+%$[A-Za-z0-9%+/]+$') then
+-- cimapd's own PBKDF2-SHA256 form, or a Dovecot hash kept as is ("{SHA512-CRYPT}$6$...",
+-- "{PBKDF2}$1$...": cimap-admin set-user --password-hash checks it fully).
+local function hash_ok(h)
+    return #h <= 512 and (string.find(h, '^%$pbkdf2%-sha256%$i=[0-9]+%$[A-Za-z0-9%+/]+%$[A-Za-z0-9%+/]+$') or
+        string.find(h, '^{[A-Z0-9%-]+}%$[A-Za-z0-9%./%$]+$'))
+end
+if not hash_ok(hash) then
     return redis.error_reply('ERR user_create: invalid password hash')
 end
 local fields = {'nsid', nsid, 'password', hash, 'state', 'active'}

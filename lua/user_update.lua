@@ -1,6 +1,7 @@
 -- user_update: changes an existing active user (cimap-admin set-user): password and/or parameters.
 -- KEYS[1]  /users/<login>
--- ARGV[1]  new encoded password hash ("$pbkdf2-sha256$..."), or "" to keep the current one
+-- ARGV[1]  new encoded password hash ("$pbkdf2-sha256$..." or a Dovecot "{SCHEME}$..."), or "" to
+--          keep the current one
 -- ARGV[2], ARGV[3], ...  parameter name/value pairs, stored as field "param:<name>"; an empty
 --          value removes the parameter (name: 1..64 of [A-Za-z0-9._-]; value: 0..1024 bytes, no
 --          control characters)
@@ -17,8 +18,13 @@ if string.sub(rec, 1, 7) ~= '/users/' or #login < 1 or #login > 255 or
     return redis.error_reply('ERR user_update: KEYS[1] is not a user record key')
 end
 local hash = ARGV[1]
-if hash ~= '' and (#hash > 512 or
-    not string.find(hash, '^%$pbkdf2%-sha256%$i=[0-9]+%$[A-Za-z0-9%+/]+%$[A-Za-z0-9%+/]+$')) then
+-- cimapd's own PBKDF2-SHA256 form, or a Dovecot hash kept as is ("{SHA512-CRYPT}$6$...",
+-- "{PBKDF2}$1$...": cimap-admin set-user --password-hash checks it fully).
+local function hash_ok(h)
+    return #h <= 512 and (string.find(h, '^%$pbkdf2%-sha256%$i=[0-9]+%$[A-Za-z0-9%+/]+%$[A-Za-z0-9%+/]+$') or
+        string.find(h, '^{[A-Z0-9%-]+}%$[A-Za-z0-9%./%$]+$'))
+end
+if hash ~= '' and not hash_ok(hash) then
     return redis.error_reply('ERR user_update: invalid password hash')
 end
 local set, del = {}, {}

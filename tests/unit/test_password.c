@@ -1,7 +1,7 @@
 /*
  * Tests for frontend/password.c: round trips, known answers (computed independently with Python's
  * hashlib.pbkdf2_hmac and hard-coded), strict rejection of every malformed field, iteration bounds,
- * NUL bytes inside passwords, and the dummy hash.
+ * NUL bytes inside passwords, the dummy hash, and Dovecot's hashes kept as they are.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -234,6 +234,46 @@ static void test_dummy_hash(void **state)
     assert_false(match);
 }
 
+/* Hashes made by Dovecot 2.3's "doveadm pw -p pass -s <scheme>", verified as stored. */
+static void test_dovecot_schemes(void **state)
+{
+    (void)state;
+    static const char *const hashes[] = {
+        "{PBKDF2}$1$8A3DWhoj54XzDlPS$5000$a19aada18bda34574b44a9d094b7299fbf520170",
+        "{SHA512-CRYPT}$6$L/OVkHRDXqply7FZ$VV5/G6zEFIcqZrdfiGjdCKFyx8lZWyzOkSjZuXfAmzWalgPmt9NO7As"
+        "BUzPR.U1jr4UjkDn4Mar3mZn/cmrvF/",
+        "{BLF-CRYPT}$2y$05$y8lSGJ7CNBeFXBVjaXGvf.51.QrLP6KOJbYmUVcI3VfP.ilXDigou",
+        "{SHA256-CRYPT}$5$A/RXreaou8BxyN/l$0C76zWYE.7JEZbD6ovTcXkMfM8SoZtdGrVxMjKSqoI9",
+        "{CRYPT}$5$A/RXreaou8BxyN/l$0C76zWYE.7JEZbD6ovTcXkMfM8SoZtdGrVxMjKSqoI9",
+    };
+    for (size_t i = 0; i < sizeof(hashes) / sizeof(hashes[0]); i++) {
+        const char *error = NULL;
+        bool match = false;
+        assert_int_equal(password_verify("pass", 4, hashes[i], &match, &error), 0);
+        assert_true(match);
+        assert_int_equal(password_verify("pas", 3, hashes[i], &match, &error), 0);
+        assert_false(match);
+        assert_int_equal(password_verify("pass\0x", 6, hashes[i], &match, &error), 0);
+        assert_false(match);
+        assert_int_equal(password_check_encoded(hashes[i], &error), 0);
+    }
+    static const char *const bad[] = {
+        "{SHA512-CRYPT}$5$A/RXreaou8BxyN/l$0C76zWYE.7JEZbD6ovTcXkMfM8SoZtdGrVxMjKSqoI9",
+        "{SHA512-CRYPT}$6$",
+        "{CRYPT}abJnggxhB/yWI", /* traditional DES: refused */
+        "{PBKDF2}$1$salt$0$a19aada18bda34574b44a9d094b7299fbf520170",
+        "{PBKDF2}$1$salt$5000$a19aada18bda34574b44a9d094b7299fbf52017",
+        "{PBKDF2}$1$salt$5000$g19aada18bda34574b44a9d094b7299fbf520170",
+        "{PLAIN}pass",
+        "{SHA512-CRYPT}$6$x y",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *error = NULL;
+        assert_int_equal(password_check_encoded(bad[i], &error), -1);
+        assert_non_null(error);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -246,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_iteration_bounds),
         cmocka_unit_test(test_length_limit),
         cmocka_unit_test(test_dummy_hash),
+        cmocka_unit_test(test_dovecot_schemes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
