@@ -17,8 +17,10 @@
 #include <event2/buffer.h>
 #include <openssl/crypto.h>
 
+#include "frontend/fleet.h"
 #include "frontend/frontend.h"
 #include "frontend/log.h"
+#include "frontend/metrics.h"
 #include "frontend/password.h"
 #include "frontend/reply.h"
 #include "keys/keys.h"
@@ -80,6 +82,7 @@ static void verify_work(void *arg)
 
 static enum cmd_status auth_verified(struct cmd_ctx *ctx);
 static enum cmd_status auth_failed(struct cmd_ctx *ctx);
+static enum cmd_status auth_admitted(struct cmd_ctx *ctx);
 
 static enum cmd_status unavailable(struct cmd_ctx *ctx, const char *why)
 {
@@ -151,6 +154,8 @@ static enum cmd_status fail_later(struct cmd_ctx *ctx, const char *why)
     log_write(LOG_INFO, "login", "conn=%llu peer=%s user=%s mech=%s result=fail reason=\"%s\" failures=%u",
               (unsigned long long)conn_id(c), conn_peer(c), login_for_log(as), as->mech, why,
               as->failures);
+    metrics_inc(METRICS_AUTH_FAILED);
+    fleet_login_failed(c, as->login, as->login != NULL ? as->login_len : 0);
     return conn_sleep(ctx, auth_failed,
                       conn_frontend(c)->cfg->login_fail_delay_ms * as->failures);
 }
@@ -162,10 +167,28 @@ static enum cmd_status auth_verified(struct cmd_ctx *ctx)
     bool ok = as->known && job->match;
     verify_free(job);
     ctx->job = NULL;
-    struct conn *c = ctx->conn;
     if (!ok)
         return fail_later(ctx, "bad credentials");
+    return fleet_user_acquire(ctx, as->nsid, auth_admitted);
+}
+
+/* The password matched; the cluster-wide per-user connection limit decides (fleet.h). */
+static enum cmd_status auth_admitted(struct cmd_ctx *ctx)
+{
+    struct auth_state *as = ctx->state;
+    struct conn *c = ctx->conn;
+    enum fleet_verdict v = fleet_verdict(ctx);
+    if (v == FLEET_UNAVAILABLE)
+        return unavailable(ctx, "connection count not available");
+    if (v == FLEET_REFUSED) {
+        log_write(LOG_INFO, "login", "conn=%llu peer=%s user=%s mech=%s result=limit",
+                  (unsigned long long)conn_id(c), conn_peer(c), as->login, as->mech);
+        metrics_inc(METRICS_USER_LIMIT);
+        reply_tagged(ctx, "NO", "LIMIT", "Too many connections for this user");
+        return CMD_DONE;
+    }
     conn_set_authenticated(c, as->login, as->nsid);
+    metrics_inc(METRICS_AUTH_OK);
     log_write(LOG_INFO, "login", "conn=%llu peer=%s user=%s mech=%s tls=%d result=ok",
               (unsigned long long)conn_id(c), conn_peer(c), as->login, as->mech, conn_is_tls(c));
     struct evbuffer *caps = evbuffer_new();
@@ -204,6 +227,49 @@ static struct auth_state *new_state(struct cmd_ctx *ctx, const char *mech, const
     return as;
 }
 
+static enum cmd_status auth_throttled_answer(struct cmd_ctx *ctx)
+{
+    struct auth_state *as = ctx->state;
+    struct conn *c = ctx->conn;
+    /* RFC 5530 UNAVAILABLE: a temporary condition, so clients retry later rather than ask the
+     * user for another password; the password was not looked at, so nothing is revealed. */
+    reply_tagged(ctx, "NO", "UNAVAILABLE", "Too many failed logins; try again later");
+    if (as->failures >= conn_frontend(c)->cfg->max_login_failures) {
+        reply_bye(c, NULL, "Too many failed logins");
+        conn_close_after_output(c);
+    }
+    return CMD_DONE;
+}
+
+/* The failed-login throttle (fleet.h) said whether to look at the password at all. */
+static enum cmd_status auth_checked(struct cmd_ctx *ctx)
+{
+    struct auth_state *as = ctx->state;
+    struct conn *c = ctx->conn;
+    enum fleet_verdict v = fleet_verdict(ctx);
+    if (v != FLEET_OK) {
+        OPENSSL_cleanse(as->password, as->password_len);
+        if (v == FLEET_UNAVAILABLE)
+            return unavailable(ctx, "login throttle not available");
+        as->failures = conn_count_auth_failure(c);
+        log_write(LOG_INFO, "login", "conn=%llu peer=%s user=%s mech=%s result=throttled failures=%u",
+                  (unsigned long long)conn_id(c), conn_peer(c), login_for_log(as), as->mech,
+                  as->failures);
+        metrics_inc(METRICS_AUTH_FAILED);
+        metrics_inc(METRICS_AUTH_THROTTLED);
+        return conn_sleep(ctx, auth_throttled_answer,
+                          conn_frontend(c)->cfg->login_fail_delay_ms * as->failures);
+    }
+    struct key k;
+    if (as->password_len > PASSWORD_MAX_LEN || keys_user(&k, as->login, as->login_len) != 0) {
+        const char *dummy = password_dummy_hash();
+        return start_verify(ctx, dummy, strlen(dummy)); /* fails, at the same cost */
+    }
+    const char *argv[] = {"HMGET", k.s, "nsid", "password", "state"};
+    const size_t argvlen[] = {5, k.len, 4, 8, 5};
+    return conn_redis(ctx, auth_got_record, 5, argv, argvlen);
+}
+
 enum cmd_status auth_verify(struct cmd_ctx *ctx, const char *mech, const char *login,
                             size_t login_len, const char *password, size_t password_len)
 {
@@ -212,14 +278,7 @@ enum cmd_status auth_verify(struct cmd_ctx *ctx, const char *mech, const char *l
     memcpy(as->password, password, password_len);
     as->password[password_len] = '\0';
     as->password_len = password_len;
-    struct key k;
-    if (password_len > PASSWORD_MAX_LEN || keys_user(&k, login, login_len) != 0) {
-        const char *dummy = password_dummy_hash();
-        return start_verify(ctx, dummy, strlen(dummy)); /* fails, at the same cost */
-    }
-    const char *argv[] = {"HMGET", k.s, "nsid", "password", "state"};
-    const size_t argvlen[] = {5, k.len, 4, 8, 5};
-    return conn_redis(ctx, auth_got_record, 5, argv, argvlen);
+    return fleet_login_check(ctx, login, login_len, auth_checked);
 }
 
 enum cmd_status auth_reject(struct cmd_ctx *ctx, const char *mech, const char *login,

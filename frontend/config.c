@@ -22,7 +22,8 @@ enum opt_kind {
     OPT_U32,
     OPT_SIZE,
     OPT_U64,
-    OPT_LEVEL
+    OPT_LEVEL,
+    OPT_CIDR
 };
 
 struct opt {
@@ -67,6 +68,15 @@ static const struct opt opts[] = {
     {"max-depth", OPT_SIZE, OFF(auth.parser.max_depth), "N", "list nesting after login (default 16)"},
     {"max-args", OPT_SIZE, OFF(auth.parser.max_args), "N", "arguments per command after login (default 10000)"},
     {"autologout", OPT_U32, OFF(auth.idle_timeout_s), "SECONDS", "idle time allowed after login (default 1800, RFC 3501 minimum)"},
+    {"http", OPT_STRING, OFF(http_listen), "ADDR:PORT", "HTTP port for /healthz, /readyz and /metrics (default none)"},
+    {"proxy-protocol", OPT_BOOL, OFF(proxy_protocol), NULL, "expect a PROXY protocol v1/v2 header on every IMAP and IMAPS connection"},
+    {"proxy-trusted", OPT_CIDR, 0, "CIDR", "peer network allowed to send PROXY headers, repeatable (default 127.0.0.0/8 and ::1)"},
+    {"drain-grace", OPT_U32, OFF(drain_grace_s), "SECONDS", "SIGTERM: how long running commands may take to finish (default 30)"},
+    {"max-user-connections", OPT_U32, OFF(max_user_connections), "N", "connections per user across all front ends, 0 = unlimited (default 100)"},
+    {"lease-ttl", OPT_U32, OFF(lease_ttl_s), "SECONDS", "lifetime of this front end's heartbeat lease in Redis (default 15)"},
+    {"login-throttle-user", OPT_U32, OFF(login_throttle_user), "N", "failed logins per user per window across front ends, 0 = off (default 10)"},
+    {"login-throttle-addr", OPT_U32, OFF(login_throttle_addr), "N", "failed logins per client address (IPv6: /64) per window, 0 = off (default 30)"},
+    {"login-throttle-window", OPT_U32, OFF(login_throttle_window_s), "SECONDS", "login throttle window (default 300)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -84,6 +94,12 @@ static void defaults(struct config *cfg)
     cfg->append_limit = 64u << 20;
     cfg->redis_pool = 4;
     cfg->redis_timeout_ms = 5000;
+    cfg->drain_grace_s = 30;
+    cfg->max_user_connections = 100;
+    cfg->lease_ttl_s = 15;
+    cfg->login_throttle_user = 10;
+    cfg->login_throttle_addr = 30;
+    cfg->login_throttle_window_s = 300;
     cfg->preauth = (struct conn_limits){
         .parser = {.max_line = 8192, .max_args = 32, .max_depth = 4, .max_literal = 65536},
         .max_buffered_literal = 8192,
@@ -198,6 +214,26 @@ static int apply(struct config *cfg, const struct opt *o, const char *value, boo
         else
             goto bad;
         return 0;
+    case OPT_CIDR: {
+        /* From the environment a comma-separated list; each flag adds one. */
+        char *copy = strdup(value);
+        if (copy == NULL)
+            return -1;
+        char *save = NULL;
+        for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+            const char *why = NULL;
+            if (cfg->proxy_trusted_count >= CONFIG_MAX_TRUSTED ||
+                proxy_cidr_parse(tok, &cfg->proxy_trusted[cfg->proxy_trusted_count], &why) != 0) {
+                fprintf(stderr, "cimapd: bad value for --%s: %s: %s\n", o->flag, tok,
+                        why != NULL ? why : "too many");
+                free(copy);
+                return -1;
+            }
+            cfg->proxy_trusted_count++;
+        }
+        free(copy);
+        return 0;
+    }
     case OPT_U32:
         if (parse_u64(value, &n) != 0 || n > UINT32_MAX)
             goto bad;
@@ -261,6 +297,12 @@ static int validate(const struct config *cfg)
         fprintf(stderr, "cimapd: --append-limit must be between 1 KiB and --max-literal\n");
         return -1;
     }
+    if (cfg->lease_ttl_s < 2 || cfg->lease_ttl_s > 3600 || cfg->drain_grace_s > 3600 ||
+        cfg->login_throttle_window_s < 1 || cfg->login_throttle_window_s > 86400) {
+        fprintf(stderr, "cimapd: --lease-ttl (2..3600), --drain-grace (..3600) or "
+                        "--login-throttle-window (1..86400) out of range\n");
+        return -1;
+    }
     if (cfg->auth.idle_timeout_s < 1800)
         fprintf(stderr, "cimapd: warning: --autologout below RFC 3501's 30 minutes\n");
     return 0;
@@ -286,6 +328,7 @@ int config_load(struct config *cfg, int argc, char **argv)
     longopts[NOPTS + 2] = (struct option){NULL, 0, NULL, 0};
     bool cli_listen = false;
     bool cli_listen_tls = false;
+    bool cli_trusted = false;
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
@@ -319,6 +362,10 @@ int config_load(struct config *cfg, int argc, char **argv)
             cfg->listen_tls_count = 0;
             cli_listen_tls = true;
         }
+        if (o->kind == OPT_CIDR && !cli_trusted) {
+            cfg->proxy_trusted_count = 0; /* flags replace the environment's list */
+            cli_trusted = true;
+        }
         if (apply(cfg, o, o->kind == OPT_BOOL ? "1" : optarg, false) != 0)
             return -1;
     }
@@ -332,6 +379,13 @@ int config_load(struct config *cfg, int argc, char **argv)
         cfg->redis_url = strdup("redis://127.0.0.1:6379");
         if (cfg->redis_url == NULL)
             return -1;
+    }
+    if (cfg->proxy_trusted_count == 0) {
+        const char *why = NULL;
+        if (proxy_cidr_parse("127.0.0.0/8", &cfg->proxy_trusted[0], &why) != 0 ||
+            proxy_cidr_parse("::1", &cfg->proxy_trusted[1], &why) != 0)
+            return -1;
+        cfg->proxy_trusted_count = 2;
     }
     if (cfg->listen_count == 0 && cfg->listen_tls_count == 0) {
         cfg->owned_listen[0] = strdup("0.0.0.0:143");
@@ -352,5 +406,6 @@ void config_free(struct config *cfg)
     }
     free(cfg->tls_cert);
     free(cfg->tls_key);
+    free(cfg->http_listen);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -11,8 +11,10 @@
 #include <stdint.h>
 
 #include "frontend/parser.h"
+#include "frontend/proxy.h"
 
 #define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_TRUSTED 32
 
 /* Limits applied to one connection; the preauth set applies until LOGIN succeeds. */
 struct conn_limits {
@@ -48,6 +50,17 @@ struct config {
     char *tls_cert;         /* PEM certificate chain; enables STARTTLS and --listen-tls */
     char *tls_key;          /* PEM private key */
     bool allow_plaintext_auth; /* LOGIN/AUTHENTICATE without TLS from non-loopback peers */
+    /* Operations (issue 10) */
+    char *http_listen;      /* --http ADDR:PORT: /healthz, /readyz, /metrics; NULL = none */
+    bool proxy_protocol;    /* every IMAP/IMAPS connection starts with a PROXY v1/v2 header */
+    struct proxy_cidr proxy_trusted[CONFIG_MAX_TRUSTED]; /* peers allowed to send one */
+    size_t proxy_trusted_count; /* 0 after config_load means loopback only (filled in) */
+    uint32_t drain_grace_s; /* SIGTERM: longest wait for running commands */
+    uint32_t max_user_connections; /* per user across the live front ends; 0 = unlimited */
+    uint32_t lease_ttl_s;   /* heartbeat lease of this front end in Redis */
+    uint32_t login_throttle_user; /* failed logins per user per window; 0 = off */
+    uint32_t login_throttle_addr; /* failed logins per client address (IPv6: /64) per window */
+    uint32_t login_throttle_window_s;
 };
 
 /*

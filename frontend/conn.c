@@ -33,8 +33,11 @@
 #include <event2/event.h>
 
 #include "frontend/commands.h"
+#include "frontend/fleet.h"
 #include "frontend/frontend.h"
 #include "frontend/log.h"
+#include "frontend/metrics.h"
+#include "frontend/proxy.h"
 #include "frontend/mbxcache.h"
 #include "frontend/reply.h"
 #include "frontend/pubsub.h"
@@ -95,6 +98,9 @@ struct conn {
     bool tls;               /* bev is a TLS filter over the socket bufferevent (TLS region) */
     bool tls_ready;         /* its handshake has completed */
     bool loopback;          /* the peer address is loopback */
+    struct sockaddr_storage addr; /* the client's address (PROXY region) */
+    struct proxy_parser *proxy;   /* while reading the PROXY header, else NULL */
+    bool tls_after_proxy;         /* IMAPS behind PROXY: wrap TLS once the header is read */
 };
 
 struct conn_table {
@@ -229,10 +235,41 @@ void conn_table_shutdown(struct conn_table *t, const char *text)
         struct conn *c = t->slots[i];
         if (c == NULL || c->dead || c->closing)
             continue;
-        if (c->running == NULL) {
+        if (c->proxy != NULL) {
+            conn_kill(c);
+            continue;
+        }
+        /* IDLE runs until the client says DONE: end it too, but only between its updates. */
+        bool idling = c->running != NULL && (c->running->desc->flags & CMD_F_IDLE) && c->want_line;
+        if (c->running == NULL || idling) {
             reply_bye(c, "UNAVAILABLE", text);
+            metrics_inc(METRICS_DRAIN_BYE);
             conn_close_after_output(c);
         }
+    }
+}
+
+void conn_table_get_stats(const struct conn_table *t, struct conn_table_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (uint32_t i = 0; i < t->cap; i++) {
+        const struct conn *c = t->slots[i];
+        if (c == NULL || c->dead)
+            continue;
+        if (c->tls)
+            out->tls++;
+        if (c->proxy != NULL)
+            out->proxy_header++;
+        else if (c->closing)
+            out->closing++;
+        else if (c->state == CONN_STATE_NOT_AUTH)
+            out->not_auth++;
+        else if (c->state == CONN_STATE_SELECTED)
+            out->selected++;
+        else
+            out->auth++;
+        if (!c->closing && c->running != NULL && (c->running->desc->flags & CMD_F_IDLE))
+            out->idle++;
     }
 }
 
@@ -271,6 +308,11 @@ const char *conn_nsid(const struct conn *c)
 const char *conn_peer(const struct conn *c)
 {
     return c->peer;
+}
+
+const struct sockaddr *conn_peer_addr(const struct conn *c)
+{
+    return (const struct sockaddr *)&c->addr;
 }
 
 bool conn_is_debug(const struct conn *c)
@@ -422,6 +464,10 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
     if (c->dead || c->closing)
         return;
+    if (c->proxy != NULL) {
+        conn_kill(c); /* no PROXY header in time: nothing to say to a proxy */
+        return;
+    }
     if (c->running != NULL && !(c->running->desc->flags & CMD_F_IDLE)) {
         arm_idle_timer(c); /* a long command is not idleness; IDLE is (RFC 2177) */
         return;
@@ -458,6 +504,7 @@ static void free_cb(evutil_socket_t fd, short what, void *arg)
     event_free(c->wait_timer);
     free(c->user);
     selected_free(&c->selected);
+    free(c->proxy);
     free(c->mbxcache);
     free(c);
 }
@@ -473,6 +520,8 @@ static void conn_kill(struct conn *c)
     evtimer_del(c->idle_timer);
     evtimer_del(c->wait_timer);
     set_watching(c, false);
+    if (c->user != NULL)
+        fleet_user_release(c->fe, c->nsid); /* the slot fleet_user_acquire took at login */
     table_remove(c->fe->conns, c);
     log_write(LOG_INFO, "conn.close", "conn=%llu peer=%s user=%s", (unsigned long long)c->id,
               c->peer, c->user != NULL ? c->user : "-");
@@ -594,9 +643,11 @@ static void ctx_free(struct cmd_ctx *ctx)
 static void finish_command(struct conn *c)
 {
     struct cmd_ctx *ctx = c->running;
+    double ms = elapsed_ms(&c->started);
     log_write(LOG_INFO, "command", "conn=%llu user=%s command=%s%s result=%s ms=%.3f",
               (unsigned long long)c->id, c->user != NULL ? c->user : "-", ctx->uid ? "UID " : "",
-              ctx->desc->name, ctx->result != NULL ? ctx->result : "-", elapsed_ms(&c->started));
+              ctx->desc->name, ctx->result != NULL ? ctx->result : "-", ms);
+    metrics_command(ctx->desc->name, ctx->uid, ctx->result, ms);
     if (ctx->desc->flags & CMD_F_NO_PIPELINE)
         c->pipeline_blocked = false;
     ctx_free(ctx);
@@ -636,6 +687,7 @@ static void conn_after_step(struct conn *c, enum cmd_status st)
     case CMD_ERR:
         log_write(LOG_ERROR, "command.error", "conn=%llu command=%s", (unsigned long long)c->id,
                   c->running->desc->name);
+        metrics_inc(METRICS_COMMAND_ERRORS);
         finish_command(c);
         reply_bye(c, "SERVERBUG", "Internal error, closing connection");
         conn_close_after_output(c);
@@ -872,6 +924,7 @@ static void handle_parser_error(struct conn *c)
     log_write(LOG_INFO, "imap.parse_error", "conn=%llu error=\"%s\" fatal=%d",
               (unsigned long long)c->id, why, fatal);
     queue_error(c, tag, "BAD", NULL, why, fatal);
+    metrics_inc(METRICS_PROTOCOL_ERRORS);
     if (fatal)
         c->pipeline_blocked = true; /* parse nothing more: the stream is not trusted */
 }
@@ -1275,6 +1328,7 @@ static bool conn_tls_event(struct conn *c, short what)
 {
     if (what & BEV_EVENT_CONNECTED) {
         c->tls_ready = true;
+        metrics_inc(METRICS_TLS_HANDSHAKE_OK);
         char desc[128];
         tls_describe(c->bev, desc, sizeof(desc));
         log_write(LOG_INFO, "conn.tls", "conn=%llu peer=%s tls=\"%s\"", (unsigned long long)c->id,
@@ -1289,6 +1343,8 @@ static bool conn_tls_event(struct conn *c, short what)
         log_write(LOG_INFO, c->tls_ready ? "conn.tls_error" : "conn.tls_handshake_failed",
                   "conn=%llu peer=%s error=%s", (unsigned long long)c->id, c->peer,
                   log_quote(q, sizeof(q), err, strlen(err)));
+        if (!c->tls_ready)
+            metrics_inc(METRICS_TLS_HANDSHAKE_FAILED);
         conn_kill(c);
         return true;
     }
@@ -1348,11 +1404,121 @@ static void format_peer(char *out, size_t size, const struct sockaddr *sa)
     }
 }
 
+/* Counts the bytes a client socket reads and writes (TLS records included). */
+static void count_in_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    (void)arg;
+    metrics_add(METRICS_BYTES_IN, info->n_added);
+}
+
+static void count_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    (void)arg;
+    metrics_add(METRICS_BYTES_OUT, info->n_deleted);
+}
+
+/* Greets a new connection (after its PROXY header, if any), or refuses it. */
+static void conn_begin(struct conn *c)
+{
+    struct frontend *fe = c->fe;
+    if (fe->draining || conn_table_count(fe->conns) > fe->cfg->max_connections) {
+        metrics_inc(METRICS_CONN_REFUSED);
+        reply_bye(c, "UNAVAILABLE", fe->draining ? "Server shutting down" : "Too many connections");
+        conn_close_after_output(c);
+        return;
+    }
+    reply_greeting(c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    arm_idle_timer(c);
+}
+
+/*
+ * The PROXY header is complete: from now on the client is the address it names (logs, the
+ * loopback exemption, throttling). Then TLS (IMAPS) or the greeting, exactly as without a proxy.
+ */
+static void proxy_done(struct conn *c, const struct proxy_info *info)
+{
+    char via[sizeof(c->peer)];
+    memcpy(via, c->peer, sizeof(via));
+    if (!info->local) {
+        memset(&c->addr, 0, sizeof(c->addr));
+        memcpy(&c->addr, &info->src, info->src_len);
+        format_peer(c->peer, sizeof(c->peer), (const struct sockaddr *)&c->addr);
+        c->loopback = addr_is_loopback((const struct sockaddr *)&c->addr);
+    }
+    free(c->proxy);
+    c->proxy = NULL;
+    metrics_inc(METRICS_PROXY_OK);
+    log_write(LOG_INFO, "conn.proxy", "conn=%llu peer=%s proxy=%s version=%d local=%d",
+              (unsigned long long)c->id, c->peer, via, info->version, info->local ? 1 : 0);
+    if (c->tls_after_proxy) {
+        const char *error = NULL;
+        if (wrap_tls(c, &error) != 0) {
+            log_write(LOG_ERROR, "conn.tls_failed", "peer=%s error=\"%s\"", c->peer, error);
+            conn_kill(c);
+            return;
+        }
+    }
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    conn_begin(c);
+    if (c->dead || c->closing)
+        return;
+    if (c->tls) {
+        /* A ClientHello that came with the header is already buffered below the filter, which
+         * only looks when more arrives: make it look now. */
+        struct bufferevent *sock = bufferevent_get_underlying(c->bev);
+        if (evbuffer_get_length(bufferevent_get_input(sock)) > 0)
+            bufferevent_trigger(sock, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    } else if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+        conn_pump(c);
+    }
+}
+
+/* Reads the PROXY header, never a byte past it (those belong to TLS or IMAP). */
+static void proxy_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct proxy_info info;
+    enum proxy_result r = PROXY_NEED_MORE;
+    const char *error = NULL;
+    while (r == PROXY_NEED_MORE && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t used = 0;
+        r = proxy_feed(c->proxy, v.iov_base, v.iov_len, &used, &info, &error);
+        evbuffer_drain(in, used);
+    }
+    if (r == PROXY_NEED_MORE)
+        return;
+    if (r == PROXY_ERROR) {
+        log_write(LOG_WARN, "conn.proxy_error", "conn=%llu peer=%s error=\"%s\"",
+                  (unsigned long long)c->id, c->peer, error);
+        metrics_inc(METRICS_PROXY_REJECTED);
+        conn_kill(c);
+        return;
+    }
+    proxy_done(c, &info);
+}
+
 int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int addrlen,
                 bool implicit_tls)
 {
-    (void)addrlen;
     const struct config *cfg = fe->cfg;
+    if (cfg->proxy_protocol &&
+        !proxy_cidr_match(cfg->proxy_trusted, cfg->proxy_trusted_count, addr)) {
+        /* Only a trusted proxy may name the client; anyone else could claim any address. */
+        char peer[INET6_ADDRSTRLEN + 8];
+        format_peer(peer, sizeof(peer), addr);
+        log_write(LOG_WARN, "conn.proxy_untrusted", "peer=%s", peer);
+        metrics_inc(METRICS_PROXY_REJECTED);
+        metrics_inc(METRICS_CONN_REFUSED);
+        close(fd);
+        return 0;
+    }
     int one = 1;
     /* Dead peers of long IDLEs are found by TCP keepalive: first probe after 5 minutes idle, then
      * every minute, dropped after 5 unanswered (best effort: these only tune the kernel). */
@@ -1374,18 +1540,31 @@ int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int ad
     c->limits = &cfg->preauth;
     format_peer(c->peer, sizeof(c->peer), addr);
     c->loopback = addr_is_loopback(addr);
+    if (addrlen > 0)
+        memcpy(&c->addr, addr, (size_t)addrlen < sizeof(c->addr) ? (size_t)addrlen : sizeof(c->addr));
+    bool proxy = cfg->proxy_protocol;
+    if (proxy) {
+        c->proxy = malloc(sizeof(*c->proxy));
+        if (c->proxy != NULL)
+            proxy_parser_init(c->proxy);
+        c->tls_after_proxy = implicit_tls;
+    }
     c->q_cap = cfg->max_queued + 1;
     c->queue = calloc(c->q_cap, sizeof(*c->queue));
     c->parser = parser_new(&c->limits->parser);
     c->bev = bufferevent_socket_new(fe->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev != NULL) {
+        evbuffer_add_cb(bufferevent_get_input(c->bev), count_in_cb, NULL);
+        evbuffer_add_cb(bufferevent_get_output(c->bev), count_out_cb, NULL);
+    }
     const char *tls_error = NULL;
-    bool tls_failed = implicit_tls && c->bev != NULL && wrap_tls(c, &tls_error) != 0;
+    bool tls_failed = implicit_tls && !proxy && c->bev != NULL && wrap_tls(c, &tls_error) != 0;
     if (tls_failed)
         log_write(LOG_ERROR, "conn.tls_failed", "peer=%s error=\"%s\"", c->peer, tls_error);
     c->idle_timer = evtimer_new(fe->base, idle_cb, c);
     c->wait_timer = evtimer_new(fe->base, wait_timer_cb, c);
     if (c->queue == NULL || c->parser == NULL || c->bev == NULL || c->idle_timer == NULL ||
-        c->wait_timer == NULL || tls_failed) {
+        c->wait_timer == NULL || tls_failed || (proxy && c->proxy == NULL)) {
         if (c->bev != NULL)
             bufferevent_free(c->bev);
         else
@@ -1396,20 +1575,21 @@ int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int ad
             event_free(c->idle_timer);
         if (c->wait_timer != NULL)
             event_free(c->wait_timer);
+        free(c->proxy);
         free(c);
         return -1;
     }
     table_insert(fe->conns, c);
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    metrics_inc(METRICS_CONN_ACCEPTED);
     log_write(LOG_INFO, "conn.open", "conn=%llu peer=%s", (unsigned long long)c->id, c->peer);
-
-    if (fe->draining || conn_table_count(fe->conns) > cfg->max_connections) {
-        reply_bye(c, "UNAVAILABLE", fe->draining ? "Server shutting down" : "Too many connections");
-        conn_close_after_output(c);
+    if (proxy) {
+        /* Nothing is said before the header: the greeting (or TLS) follows it. */
+        bufferevent_setcb(c->bev, proxy_read_cb, NULL, event_cb, c);
+        bufferevent_enable(c->bev, EV_READ);
+        arm_idle_timer(c);
         return 0;
     }
-    reply_greeting(c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    arm_idle_timer(c);
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    conn_begin(c);
     return 0;
 }

@@ -90,8 +90,24 @@ size_t conn_table_count(const struct conn_table *t);
 /* Drops every connection at once (process exit); they are freed on the next loop turn. */
 void conn_table_close_all(struct conn_table *t);
 
-/* Sends "* BYE <text>" to every connection not running a command and closes them (drain). */
+/*
+ * Sends "* BYE [UNAVAILABLE] <text>" to every connection not running a command, or running IDLE
+ * and waiting for its DONE, and closes them (drain; call again to catch commands that finished
+ * since). Connections still reading their PROXY header are closed without a word.
+ */
 void conn_table_shutdown(struct conn_table *t, const char *text);
+
+/* Open connections by state, for /metrics (one pass over the table). */
+struct conn_table_stats {
+    size_t proxy_header; /* still reading the PROXY protocol header */
+    size_t not_auth;
+    size_t auth;         /* authenticated, nothing selected */
+    size_t selected;
+    size_t idle;         /* running IDLE (also counted in auth/selected) */
+    size_t closing;      /* saying goodbye (not counted elsewhere) */
+    size_t tls;
+};
+void conn_table_get_stats(const struct conn_table *t, struct conn_table_stats *out);
 
 /* Accessors for handlers and the reply writer. */
 struct frontend *conn_frontend(const struct conn *c);
@@ -101,6 +117,8 @@ uint64_t conn_id(const struct conn *c);
 const char *conn_user(const struct conn *c);   /* NULL before login */
 const char *conn_nsid(const struct conn *c);   /* NULL before login */
 const char *conn_peer(const struct conn *c);   /* client address for logs */
+/* The client's address: from the PROXY header when there was one, else the socket's peer. */
+const struct sockaddr *conn_peer_addr(const struct conn *c);
 bool conn_is_debug(const struct conn *c);
 
 /* Enters the authenticated state for login/nsid (copied); switches to the authenticated limits. */

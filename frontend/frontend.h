@@ -17,6 +17,7 @@ struct workers;
 struct conn_table;
 struct tls_server;
 struct pubsub;
+struct fleet;
 
 struct frontend {
     struct event_base *base;
@@ -26,6 +27,7 @@ struct frontend {
     struct conn_table *conns;
     struct pubsub *pubsub;  /* the one subscriber connection (wake-ups) */
     struct tls_server *tls; /* NULL without --tls-cert (no IMAPS, no STARTTLS) */
+    struct fleet *fleet;    /* heartbeat lease, per-user limits, login throttle (fleet.h) */
     const struct config *cfg;
     bool draining;          /* SIGTERM/SIGINT seen: accept nothing new */
     uint64_t next_conn_id;  /* for logs: monotonically increasing connection number */

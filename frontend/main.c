@@ -14,7 +14,9 @@
 
 #include "frontend/config.h"
 #include "frontend/conn.h"
+#include "frontend/fleet.h"
 #include "frontend/frontend.h"
+#include "frontend/http.h"
 #include "frontend/listener.h"
 #include "frontend/log.h"
 #include "frontend/pubsub.h"
@@ -22,8 +24,6 @@
 #include "frontend/store.h"
 #include "frontend/tls.h"
 #include "frontend/workers.h"
-
-#define DRAIN_GRACE_S 30
 
 struct process {
     struct frontend fe;
@@ -33,6 +33,8 @@ struct process {
     struct event *sig_hup;  /* reloads the TLS certificate and key */
     struct event *drain_check;
     int drain_ticks;
+    bool leaving;           /* drain over: giving the fleet lease back, then exit */
+    struct http_server *http; /* --http: /healthz, /readyz, /metrics */
 };
 
 static void close_listeners(struct process *p)
@@ -41,17 +43,31 @@ static void close_listeners(struct process *p)
         listener_free(&p->listeners[i]);
 }
 
+static void left_fleet(void *arg)
+{
+    struct process *p = arg;
+    event_base_loopexit(p->fe.base, NULL);
+}
+
 static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct process *p = arg;
+    if (p->leaving)
+        return;
     size_t left = conn_table_count(p->fe.conns);
-    if (left == 0 || ++p->drain_ticks > DRAIN_GRACE_S * 10) {
+    if (left == 0 || ++p->drain_ticks > (int)p->fe.cfg->drain_grace_s * 10) {
         log_write(LOG_INFO, "shutdown", "connections_left=%zu", left);
-        event_base_loopexit(p->fe.base, NULL);
+        p->leaving = true;
+        if (p->fe.fleet != NULL)
+            fleet_leave(p->fe.fleet, left_fleet, p);
+        else
+            event_base_loopexit(p->fe.base, NULL);
         return;
     }
+    /* Commands that finished since, and IDLEs between updates, get their BYE now. */
+    conn_table_shutdown(p->fe.conns, "Server shutting down");
     struct timeval tv = {0, 100000};
     evtimer_add(p->drain_check, &tv);
 }
@@ -147,7 +163,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "cimapd: --redis: %s\n", error);
         return 64;
     }
+    p.fe.fleet = fleet_new(&p.fe);
+    if (p.fe.fleet == NULL) {
+        fprintf(stderr, "cimapd: out of memory\n");
+        return 71;
+    }
     int exit_code = 0;
+    if (cfg.http_listen != NULL) {
+        p.http = http_open(&p.fe, cfg.http_listen, &error);
+        if (p.http == NULL) {
+            fprintf(stderr, "cimapd: --http %s: %s\n", cfg.http_listen, error);
+            exit_code = 71;
+            goto out;
+        }
+    }
     for (size_t i = 0; i < cfg.listen_count; i++) {
         p.listeners[i] = listener_open(&p.fe, cfg.listen[i], false, &error);
         if (p.listeners[i] == NULL) {
@@ -177,7 +206,8 @@ int main(int argc, char **argv)
         exit_code = 71;
         goto out;
     }
-    log_write(LOG_INFO, "start", "version=%s redis=%s", CIMAP_VERSION, cfg.redis_url);
+    log_write(LOG_INFO, "start", "version=%s redis=%s frontend_id=%s proxy_protocol=%d",
+              CIMAP_VERSION, cfg.redis_url, fleet_id(p.fe.fleet), cfg.proxy_protocol ? 1 : 0);
     event_base_dispatch(p.fe.base);
 
 out:
@@ -186,6 +216,8 @@ out:
     /* Connections still open after the grace period are dropped; one more loop turn frees them. */
     conn_table_close_all(p.fe.conns);
     event_base_loop(p.fe.base, EVLOOP_NONBLOCK);
+    http_free(&p.http);
+    fleet_free(&p.fe.fleet);
     if (p.sig_term != NULL)
         event_free(p.sig_term);
     if (p.sig_int != NULL)

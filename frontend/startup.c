@@ -32,6 +32,7 @@ struct startup {
 };
 
 static struct startup *seq;
+static bool schema_accepted; /* outlives seq: readiness asks after the sequence ended */
 
 static void step_schema(void);
 static void schema_done(const struct store_result *res, uint64_t token);
@@ -91,6 +92,7 @@ static void schema_done(const struct store_result *res, uint64_t token)
         exit(78); /* EX_CONFIG: an operator must roll forward */
     }
     log_write(LOG_INFO, "startup.schema", "version=%lld", have);
+    schema_accepted = true;
     if (!seq->fe->cfg->demo_data) {
         finish();
         return;
@@ -269,6 +271,11 @@ int startup_begin(struct frontend *fe)
     struct timeval tv = {0, 0};
     evtimer_add(seq->poll, &tv);
     return 0;
+}
+
+bool startup_schema_accepted(void)
+{
+    return schema_accepted;
 }
 
 void startup_end(void)

@@ -6,6 +6,8 @@
 #ifndef CIMAP_STARTUP_H
 #define CIMAP_STARTUP_H
 
+#include <stdbool.h>
+
 struct frontend;
 
 #define DEMO_USER "demouser"
@@ -16,5 +18,8 @@ int startup_begin(struct frontend *fe);
 
 /* Cancels an unfinished sequence and frees it. Safe to call when finished. */
 void startup_end(void);
+
+/* True once schema_init.lua answered a schema version this release can serve (/readyz). */
+bool startup_schema_accepted(void);
 
 #endif

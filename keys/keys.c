@@ -236,3 +236,57 @@ void keys_delivery(struct key *k, const char *nsid, const char *id)
     assert(keys_hex_valid(id, strlen(id), KEYS_SHA256_LEN));
     key_fmt(k, "/ns/{%s}/delivery/%s", nsid, id);
 }
+
+bool keys_frontend_id_valid(const char *id, size_t len)
+{
+    if (len == 0 || len > KEYS_FRONTEND_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+void keys_frontends(struct key *k)
+{
+    key_fmt(k, "/frontends");
+}
+
+void keys_frontend(struct key *k, const char *id)
+{
+    assert(keys_frontend_id_valid(id, strlen(id)));
+    key_fmt(k, "/frontends/%s", id);
+}
+
+void keys_ns_conns(struct key *k, const char *nsid)
+{
+    ns_key(k, nsid, "conns");
+}
+
+int keys_throttle_user(struct key *k, const char *login, size_t len)
+{
+    if (!keys_login_valid(login, len))
+        return -1;
+    key_fmt(k, "/throttle/user/%.*s", (int)len, login);
+    return 0;
+}
+
+int keys_throttle_addr(struct key *k, const char *address)
+{
+    size_t len = strlen(address);
+    if (len == 0 || len > 64)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        char c = address[i];
+        bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                  c == '.' || c == ':' || c == '/';
+        if (!ok)
+            return -1;
+    }
+    key_fmt(k, "/throttle/addr/%s", address);
+    return 0;
+}

@@ -145,4 +145,29 @@ void keys_copy(struct key *k, const char *nsid, const char *copy_id);
  */
 void keys_delivery(struct key *k, const char *nsid, const char *id);
 
+/* --- the fleet of front ends (keys/README.md "Front ends and limits"; frontend/fleet.h) --- */
+
+#define KEYS_FRONTEND_ID_MAX 64
+
+/* True when id is a front-end id: 1..KEYS_FRONTEND_ID_MAX bytes of [A-Za-z0-9._-]. */
+bool keys_frontend_id_valid(const char *id, size_t len);
+
+/* "/frontends": sorted set, front-end id -> lease expiry (unix milliseconds). */
+void keys_frontends(struct key *k);
+
+/* "/frontends/<id>": hash with a TTL, one live front end's details. id must be valid (asserted). */
+void keys_frontend(struct key *k, const char *id);
+
+/* "/ns/{<nsid>}/conns": hash, front-end id -> that front end's connections of the user. */
+void keys_ns_conns(struct key *k, const char *nsid);
+
+/* "/throttle/user/<login>": hash with a TTL, the user's failed-login token bucket. -1 when the
+ * login is not keys_login_valid(). */
+int keys_throttle_user(struct key *k, const char *login, size_t len);
+
+/* "/throttle/addr/<address>": hash with a TTL, one client address's failed-login token bucket.
+ * address: an IPv4 address or an IPv6 /64 ("2001:db8:1:2::/64"), at most 64 bytes of
+ * [0-9a-fA-F.:/]. -1 otherwise. */
+int keys_throttle_addr(struct key *k, const char *address);
+
 #endif

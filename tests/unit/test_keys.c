@@ -146,6 +146,30 @@ static void test_nsid(void **state)
     assert_false(keys_nsid_valid("eacb1cf1-5d2e-4f3a-9a53-6d1f0c2b7e9}", 36));
 }
 
+static void test_fleet_formats(void **state)
+{
+    (void)state;
+    struct key k;
+    keys_frontends(&k);
+    assert_key(&k, "/frontends");
+    keys_frontend(&k, "fe-1732570000123-0a1b2c3d");
+    assert_key(&k, "/frontends/fe-1732570000123-0a1b2c3d");
+    keys_ns_conns(&k, NSID);
+    assert_key(&k, "/ns/{" NSID "}/conns");
+    assert_int_equal(keys_throttle_user(&k, "demouser", 8), 0);
+    assert_key(&k, "/throttle/user/demouser");
+    assert_int_equal(keys_throttle_user(&k, "bad user", 8), -1);
+    assert_int_equal(keys_throttle_addr(&k, "192.0.2.7"), 0);
+    assert_key(&k, "/throttle/addr/192.0.2.7");
+    assert_int_equal(keys_throttle_addr(&k, "2001:db8:1:2::/64"), 0);
+    assert_key(&k, "/throttle/addr/2001:db8:1:2::/64");
+    assert_int_equal(keys_throttle_addr(&k, "x{y}"), -1);
+    assert_int_equal(keys_throttle_addr(&k, ""), -1);
+    assert_true(keys_frontend_id_valid("fe-1-a", 6));
+    assert_false(keys_frontend_id_valid("fe/1", 4));
+    assert_false(keys_frontend_id_valid("", 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -154,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_login_validation),
         cmocka_unit_test(test_nsid),
+        cmocka_unit_test(test_fleet_formats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
