@@ -24,6 +24,7 @@
 
 #include "admin/admin.h"
 #include "admin/db.h"
+#include "admin/json.h"
 #include "admin/secret.h"
 #include "frontend/password.h"
 #include "frontend/defaults.h"
@@ -290,6 +291,7 @@ static int usage(const char *msg)
  */
 struct user_opts {
     const char *password_hash;
+    bool json;
     bool password_stdin;
     bool keep_password;
     bool show_hash;
@@ -305,6 +307,7 @@ enum {
     OPT_KDF_COST = 1 << 3,
     OPT_PARAM = 1 << 4,
     OPT_PASSWORD_HASH = 1 << 5,
+    OPT_JSON = 1 << 6,
 };
 
 static int parse_user_opts(int argc, char **argv, unsigned allowed, bool want_login,
@@ -317,6 +320,7 @@ static int parse_user_opts(int argc, char **argv, unsigned allowed, bool want_lo
         {"kdf-cost", required_argument, NULL, 'c'},
         {"param", required_argument, NULL, 'p'},
         {"password-hash", required_argument, NULL, 'P'},
+        {"json", no_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -355,6 +359,10 @@ static int parse_user_opts(int argc, char **argv, unsigned allowed, bool want_lo
         case 'P':
             need = OPT_PASSWORD_HASH;
             o->password_hash = optarg;
+            break;
+        case 'j':
+            need = OPT_JSON;
+            o->json = true;
             break;
         case ':':
             admin_error("option %s needs a value (see cimap-admin --help)", argv[optind - 1]);
@@ -711,7 +719,7 @@ static int compare_params(const void *a, const void *b)
 int cmd_get_user(struct admin *adm, int argc, char **argv)
 {
     struct user_opts o;
-    if (parse_user_opts(argc, argv, OPT_SHOW_HASH, true, &o) != 0)
+    if (parse_user_opts(argc, argv, OPT_SHOW_HASH | OPT_JSON, true, &o) != 0)
         return ADMIN_EX_USAGE;
     struct key k;
     if (login_key(o.login, &k) != 0)
@@ -745,6 +753,35 @@ int cmd_get_user(struct admin *adm, int argc, char **argv)
         }
     }
 
+    if (o.json) {
+        struct json j;
+        json_init(&j, stdout);
+        json_object(&j, NULL);
+        json_string(&j, "login", o.login);
+        json_object(&j, "params");
+        for (size_t i = 0; i < reply->elements; i += 2) {
+            const redisReply *name = reply->element[i], *value = reply->element[i + 1];
+            if (name->len > 6 && memcmp(name->str, "param:", 6) == 0) {
+                char key[PARAM_NAME_MAX + 1];
+                snprintf(key, sizeof(key), "%.*s", (int)(name->len - 6), name->str + 6);
+                json_stringn(&j, key, value->str, value->len);
+            }
+        }
+        json_end_object(&j);
+        for (size_t i = 0; i < reply->elements; i += 2) {
+            const redisReply *name = reply->element[i], *value = reply->element[i + 1];
+            char key[64];
+            snprintf(key, sizeof(key), "%.*s", (int)(name->len < 63 ? name->len : 63), name->str);
+            if (strcmp(key, "created") == 0) {
+                json_int(&j, key, strtoll(value->str, NULL, 10));
+            } else if (strcmp(key, "nsid") == 0 || strcmp(key, "state") == 0 ||
+                       (o.show_hash && strcmp(key, "password") == 0)) {
+                json_stringn(&j, key, value->str, value->len);
+            }
+        }
+        json_end_object(&j);
+        goto out;
+    }
     print_field("login", 5, o.login, strlen(o.login));
     static const char *const fixed[] = {"nsid", "state", "created"};
     for (size_t f = 0; f < sizeof(fixed) / sizeof(fixed[0]); f++) {
@@ -791,7 +828,7 @@ static int compare_strings(const void *a, const void *b)
 int cmd_list_users(struct admin *adm, int argc, char **argv)
 {
     struct user_opts o;
-    if (parse_user_opts(argc, argv, 0, false, &o) != 0)
+    if (parse_user_opts(argc, argv, OPT_JSON, false, &o) != 0)
         return ADMIN_EX_USAGE;
     struct db *d;
     if (admin_db(adm, &d) != 0)
@@ -858,10 +895,20 @@ int cmd_list_users(struct admin *adm, int argc, char **argv)
     /* SCAN may return a key twice (rehashing): sort, then print each login once. */
     if (n > 0)
         qsort(logins, n, sizeof(*logins), compare_strings);
+    struct json j;
+    json_init(&j, stdout);
+    if (o.json)
+        json_array(&j, NULL);
     for (size_t i = 0; i < n; i++) {
-        if (i == 0 || strcmp(logins[i], logins[i - 1]) != 0)
+        if (i > 0 && strcmp(logins[i], logins[i - 1]) == 0)
+            continue;
+        if (o.json)
+            json_string(&j, NULL, logins[i]);
+        else
             puts(logins[i]);
     }
+    if (o.json)
+        json_end_array(&j);
 out:
     for (size_t i = 0; i < n; i++)
         free(logins[i]);

@@ -32,14 +32,19 @@ static const struct admin_cmd commands[] = {
     {"check-user", cmd_check_user, "check-user LOGIN [--password-stdin]"},
     {"delete-user", cmd_delete_user, "delete-user LOGIN"},
     {"export-maildir", cmd_export_maildir, "export-maildir [--layout maildir++|fs] USER DIR"},
-    {"get-user", cmd_get_user, "get-user LOGIN [--show-hash]"},
+    {"fsck", cmd_fsck, "fsck [--repair] [--json] USER"},
+    {"gc", cmd_gc, "gc [--grace SECONDS] [--json] [USER]"},
+    {"get-user", cmd_get_user, "get-user LOGIN [--show-hash] [--json]"},
+    {"health", cmd_health, "health [--json]"},
     {"import-maildir", cmd_import_maildir,
      "import-maildir [--layout maildir++|fs] [--max-size BYTES] USER DIR"},
     {"import-users", cmd_import_users, "import-users [--kdf-cost N] PASSWD_FILE"},
-    {"list-users", cmd_list_users, "list-users"},
+    {"keys", cmd_keys, "keys USER [MAILBOX [UID]]"},
+    {"list-users", cmd_list_users, "list-users [--json]"},
     {"set-user", cmd_set_user,
      "set-user LOGIN [--password-stdin | --password-hash HASH | --keep-password]\n"
      "       [--param NAME=VALUE]... [--kdf-cost N]"},
+    {"stats", cmd_stats, "stats [--json] USER"},
 };
 
 static const char usage_text[] =
@@ -67,10 +72,10 @@ static const char usage_text[] =
     "  import-users [--kdf-cost N] PASSWD_FILE\n"
     "      Create or update every user of a Dovecot passwd-file (user:{SCHEME}hash:...) with\n"
     "      its hash, as set-user --password-hash does. Exit 65 when lines were skipped.\n"
-    "  get-user LOGIN [--show-hash]\n"
+    "  get-user LOGIN [--show-hash] [--json]\n"
     "      Print the user's record as NAME=VALUE lines: login, nsid, state, created (unix\n"
     "      seconds), param:NAME. The password hash is printed only with --show-hash.\n"
-    "  list-users\n"
+    "  list-users [--json]\n"
     "      Print every login, one per line, sorted.\n"
     "  check-user LOGIN [--password-stdin]\n"
     "      Check a password (read as for set-user, asked once). Exit 0 when it matches, 1 when\n"
@@ -87,6 +92,31 @@ static const char usage_text[] =
     "      --from and USER, within --dedupe-ttl seconds (default 86400; 0: off) is stored once.\n"
     "      --max-size defaults to 64 MiB. Exit 0 stored, 65 empty/unusable/too big, 67 no such\n"
     "      user, 75 anything else (the MTA retries; nothing is half-written).\n"
+    "  import-maildir [--layout maildir++|fs] [--max-size BYTES] USER DIR\n"
+    "      Import a Dovecot (or any) maildir: Maildir++ or fs layout (detected), UIDs,\n"
+    "      UIDVALIDITY and next UID from dovecot-uidlist, flags (:2, info, T = \\Deleted) and\n"
+    "      keywords (dovecot-keywords), INTERNALDATE from the mtime, subscriptions. Safe to run\n"
+    "      again (nothing twice, nothing expunged since comes back). Progress on a terminal;\n"
+    "      exit 65 and a list when files were skipped. Run 'doveadm force-resync -u USER \"*\"'\n"
+    "      on the source first: Dovecot writes dovecot-uidlist lazily.\n"
+    "  export-maildir [--layout maildir++|fs] USER DIR\n"
+    "      Write the user's mail as a maildir Dovecot serves with the same UIDs, UIDVALIDITY,\n"
+    "      flags and keywords (DIR must be missing or empty; default Maildir++).\n"
+    "  health [--json]\n"
+    "      Redis reachable, version, memory, maxmemory-policy, persistence, schema, scripts\n"
+    "      loaded, live front ends. Exit 1 when Redis is misconfigured.\n"
+    "  keys USER [MAILBOX [UID]]\n"
+    "      The Redis keys of a user, a mailbox or a message, to paste into redis-cli.\n"
+    "  stats [--json] USER\n"
+    "      Per mailbox: messages, unseen, deleted, recent, bytes, UIDVALIDITY, UIDNEXT.\n"
+    "  fsck [--repair] [--json] USER\n"
+    "      Check counters, flag indexes, runs against UIDs, UIDNEXT, modseqs against the change\n"
+    "      log, content reference counts and the user's totals; --repair fixes them. Each check\n"
+    "      is one script over the data it checks (blocks Redis ~1 s per million messages).\n"
+    "      Exit 1 when problems were found and not repaired.\n"
+    "  gc [--grace SECONDS] [--json] [USER]\n"
+    "      Reclaim content unreferenced for longer than --grace (default 3600) and finish\n"
+    "      deleted mailboxes still in the trash; for USER or every namespace.\n"
     "\n"
     "LOGIN: 1..255 of [A-Za-z0-9._@+-], not starting with '.' or '-'.\n"
     "\n"
