@@ -98,7 +98,8 @@ static int flag_add(struct arena *a, const char **out, const char *flag)
         while (*p == ' ')
             p++;
     }
-    *out = (*out)[0] == '\0' ? arena_strndup(a, canon, clen) : arena_printf(a, "%s %s", *out, canon);
+    *out = (*out)[0] == '\0' ? arena_strndup(a, canon, clen)
+                             : arena_printf(a, "%s %s", *out, canon);
     return 0;
 }
 
@@ -251,7 +252,8 @@ static int parse_opts(int argc, char **argv, struct append_opts *o)
         }
     }
     if (argc - optind != 1) {
-        admin_error("%s (see cimap-admin --help)", argc == optind ? "missing USER" : "too many arguments");
+        admin_error("%s (see cimap-admin --help)",
+                    argc == optind ? "missing USER" : "too many arguments");
         return -1;
     }
     o->login = argv[optind];
@@ -461,7 +463,7 @@ int cmd_append(struct admin *adm, int argc, char **argv)
         struct append_call call;
         append_call_build(a, nsid, mbxid, &limits, &item, 1, &call);
 
-        /* append.lua's optional delivery key goes at the end of KEYS, its TTL at the end of ARGV. */
+        /* append.lua's optional delivery key goes last in KEYS, its TTL last in ARGV. */
         size_t nkeys = (size_t)call.nkeys, nargs = (size_t)(call.argc - call.nkeys);
         const char **keys = arena_alloc(a, (nkeys + 1) * sizeof(*keys));
         size_t *keylen = arena_alloc(a, (nkeys + 1) * sizeof(*keylen));

@@ -71,13 +71,11 @@ enum layout { LAYOUT_AUTO, LAYOUT_MAILDIRPP, LAYOUT_FS };
 
 static char *path_join(const char *a, const char *b)
 {
-    size_t la = strlen(a), lb = strlen(b);
-    char *p = malloc(la + lb + 2);
+    size_t size = strlen(a) + strlen(b) + 2;
+    char *p = malloc(size);
     if (p == NULL)
         abort();
-    memcpy(p, a, la);
-    p[la] = '/';
-    memcpy(p + la + 1, b, lb + 1);
+    snprintf(p, size, "%s/%s", a, b);
     return p;
 }
 
@@ -123,7 +121,8 @@ struct strlist {
     size_t n, cap;
 };
 
-static void strlist_add(struct strlist *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void strlist_add(struct strlist *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void strlist_add(struct strlist *l, const char *fmt, ...)
 {
@@ -414,29 +413,43 @@ static uint32_t uidlist_find(const struct uidlist *u, const char *base)
     return e != NULL ? e->uid : 0;
 }
 
-/* dovecot-keywords: "<index> <keyword>" lines; index 0..25 is letter 'a' + index. */
-static void keywords_read(const char *dir, char *kw[KEYWORD_LETTERS])
+/* dovecot-keywords: "<index> <keyword>" lines; index 0..25 is letter 'a' + index. The words
+ * point into text (owned; free with keywords_free). */
+struct keywords {
+    char *text;
+    const char *w[KEYWORD_LETTERS];
+};
+
+static void keywords_read(const char *dir, struct keywords *kw)
 {
-    memset(kw, 0, KEYWORD_LETTERS * sizeof(*kw));
+    memset(kw, 0, sizeof(*kw));
     char *path = path_join(dir, "dovecot-keywords");
-    char *text = read_text(path, 65536);
+    kw->text = read_text(path, 65536);
     free(path);
-    if (text == NULL)
+    if (kw->text == NULL)
         return;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+    char *line = kw->text;
+    while (*line != '\0') {
+        char *eol = line + strcspn(line, "\n");
+        bool last = *eol == '\0';
+        *eol = '\0';
+        if (eol > line && eol[-1] == '\r')
+            eol[-1] = '\0';
         char *end;
         unsigned long idx = strtoul(line, &end, 10);
-        if (end == line || *end != ' ' || idx >= KEYWORD_LETTERS)
-            continue;
-        const char *word = end + 1;
-        size_t wlen = strcspn(word, "\r");
-        if (flags_keyword_valid(word, wlen)) {
-            free(kw[idx]);
-            kw[idx] = strndup(word, wlen);
-        }
+        if (end != line && *end == ' ' && idx < KEYWORD_LETTERS && kw->w[idx] == NULL &&
+            flags_keyword_valid(end + 1, strlen(end + 1)))
+            kw->w[idx] = end + 1; /* the first line for an index wins */
+        if (last)
+            break;
+        line = eol + 1;
     }
-    free(text);
+}
+
+static void keywords_free(struct keywords *kw)
+{
+    free(kw->text);
+    memset(kw, 0, sizeof(*kw));
 }
 
 /* ---- import ---- */
@@ -547,7 +560,7 @@ static void list_messages(const char *dir, const struct uidlist *u, struct srcms
 }
 
 /* The canonical flag list of a ":2," info string. */
-static char *info_flags(const char *info, char *const kw[KEYWORD_LETTERS], const char *path,
+static char *info_flags(const char *info, const struct keywords *kw, const char *path,
                         struct strlist *notes)
 {
     struct mail_buf b = {0};
@@ -565,7 +578,7 @@ static char *info_flags(const char *info, char *const kw[KEYWORD_LETTERS], const
     }
     for (const char *p = info; *p != '\0'; p++) {
         if (*p >= 'a' && *p <= 'z') {
-            const char *word = kw[*p - 'a'];
+            const char *word = kw->w[*p - 'a'];
             if (word == NULL) {
                 strlist_add(notes, "%s: flag letter '%c' has no keyword in dovecot-keywords", path,
                             *p);
@@ -727,7 +740,8 @@ static int import_batch(struct import_state *st, const char *mbxid, uint32_t uid
             else if (s == -2)
                 st->expunged++;
             else
-                strlist_add(&st->skipped, "%s: UID %" PRIu32 " of %s holds another message in cimap",
+                strlist_add(&st->skipped,
+                            "%s: UID %" PRIu32 " of %s holds another message in cimap",
                             batch[i].src->path, batch[i].src->uid, folder);
         }
     }
@@ -745,7 +759,7 @@ static void pending_clear(struct pending *p)
 }
 
 /* Reads one file into p. false (after noting it as skipped) when it cannot be imported. */
-static bool pending_load(struct import_state *st, struct srcmsg *m, char *const kw[KEYWORD_LETTERS],
+static bool pending_load(struct import_state *st, struct srcmsg *m, const struct keywords *kw,
                          struct pending *p)
 {
     memset(p, 0, sizeof(*p));
@@ -862,8 +876,8 @@ static int import_folder(struct import_state *st, const struct folder *f)
         strlist_add(&st->notes, "%s/dovecot-uidlist: unknown format; fresh UIDs", f->path);
         uidlist_free(&u);
     }
-    char *kw[KEYWORD_LETTERS];
-    keywords_read(f->path, kw);
+    struct keywords kw;
+    keywords_read(f->path, &kw);
     struct srcmsgs msgs = {0};
     list_messages(f->path, &u, &msgs, &st->skipped);
 
@@ -890,7 +904,7 @@ static int import_folder(struct import_state *st, const struct folder *f)
         if (!flush) {
             struct pending *p = &batch[n];
             st->done++;
-            if (!pending_load(st, &msgs.v[i], kw, p))
+            if (!pending_load(st, &msgs.v[i], &kw, p))
                 continue;
             if (p->bytes.len > INLINE_MAX) {
                 rc = stage_bytes(st->d, st->nsid, p);
@@ -928,8 +942,7 @@ static int import_folder(struct import_state *st, const struct folder *f)
 out:
     srcmsgs_free(&msgs);
     uidlist_free(&u);
-    for (size_t i = 0; i < KEYWORD_LETTERS; i++)
-        free(kw[i]);
+    keywords_free(&kw);
     return rc;
 }
 
@@ -947,8 +960,8 @@ static int import_subscriptions(struct import_state *st, const char *root, enum 
     bool v2 = strncmp(text, "V\t2\n", 4) == 0;
     int rc = ADMIN_EX_OK;
     char *save = NULL;
-    for (char *line = strtok_r(v2 ? text + 4 : text, "\n", &save); line != NULL && rc == ADMIN_EX_OK;
-         line = strtok_r(NULL, "\n", &save)) {
+    char *line = strtok_r(v2 ? text + 4 : text, "\n", &save);
+    for (; line != NULL && rc == ADMIN_EX_OK; line = strtok_r(NULL, "\n", &save)) {
         size_t len = strcspn(line, "\r");
         line[len] = '\0';
         if (len == 0)

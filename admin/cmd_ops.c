@@ -251,7 +251,8 @@ int cmd_health(struct admin *adm, int argc, char **argv)
         return admin_db_fail(d, "Redis does not answer PING", error);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     freeReplyObject(ping);
-    double ping_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    double ping_ms =
+        (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     const char *iav[] = {"INFO", "everything"};
     if (run(d, &info, &error, 2, iav) != 0)
         return admin_db_fail(d, "INFO failed", error);
@@ -993,7 +994,8 @@ static int gc_namespace(struct db *d, const char *nsid, int64_t grace, struct gc
     if (run(d, &tr, &error, 2, tav) != 0)
         return admin_db_fail(d, "cannot read the trash", error);
     int rc = ADMIN_EX_OK;
-    for (size_t i = 0; tr->type == REDIS_REPLY_ARRAY && i < tr->elements && rc == ADMIN_EX_OK; i++) {
+    size_t ntrash = tr->type == REDIS_REPLY_ARRAY ? tr->elements : 0;
+    for (size_t i = 0; i < ntrash && rc == ADMIN_EX_OK; i++) {
         const redisReply *e = tr->element[i];
         if (e->type != REDIS_REPLY_STRING || !keys_mbxid_valid(e->str, e->len))
             continue;

@@ -390,7 +390,9 @@ static int parse_user_opts(int argc, char **argv, unsigned allowed, bool want_lo
         usage("too many arguments");
         return -1;
     }
-    if ((o->password_stdin ? 1 : 0) + (o->keep_password ? 1 : 0) + (o->password_hash != NULL ? 1 : 0) > 1) {
+    int sources = (o->password_stdin ? 1 : 0) + (o->keep_password ? 1 : 0) +
+                  (o->password_hash != NULL ? 1 : 0);
+    if (sources > 1) {
         usage("--password-stdin, --password-hash and --keep-password exclude each other");
         return -1;
     }

@@ -3,7 +3,8 @@
  * import/export, inspection). Reads go straight to Redis; the only write is mbx_create.lua for a
  * mailbox that must exist (delivery to a missing INBOX, import of a new folder), which creates the
  * missing parents in the same call, so a crash never leaves a child without its parent.
- * Not done here: anything that deletes, and any lookup by pattern (LIST semantics belong to cimapd).
+ * Not done here: anything that deletes, and any lookup by pattern (LIST semantics belong to
+ * cimapd).
  */
 #include "admin/lookup.h"
 
@@ -90,7 +91,8 @@ int lookup_user(struct db *d, const char *login, char nsid[KEYS_NSID_LEN + 1])
         rc = ADMIN_EX_SOFTWARE;
         goto out;
     }
-    if (state->type != REDIS_REPLY_STRING || state->len != 6 || memcmp(state->str, "active", 6) != 0) {
+    if (state->type != REDIS_REPLY_STRING || state->len != 6 ||
+        memcmp(state->str, "active", 6) != 0) {
         admin_error("user %s is being deleted", login);
         rc = ADMIN_EX_NOUSER;
         goto out;
@@ -245,7 +247,8 @@ int lookup_mailbox_create(struct db *d, const char *nsid, const char *name, cons
 
 static int compare_mailboxes(const void *a, const void *b)
 {
-    return strcmp(((const struct lookup_mailbox *)a)->name, ((const struct lookup_mailbox *)b)->name);
+    const struct lookup_mailbox *x = a, *y = b;
+    return strcmp(x->name, y->name);
 }
 
 int lookup_mailboxes(struct db *d, const char *nsid, struct lookup_mailbox **list_r, size_t *n_r)

@@ -87,7 +87,7 @@ static const char usage_text[] =
     "         [--delivery-id ID] [--max-size BYTES] [--dedupe-ttl SECONDS] USER < MESSAGE\n"
     "      Deliver one message (bare LF becomes CRLF) to USER's mailbox NAME (default INBOX; a\n"
     "      missing one means INBOX unless --create) and print 'UIDVALIDITY UID'. FLAG: \\Seen...\n"
-    "      or a keyword; DATE: RFC 3339 or unix seconds (INTERNALDATE, default now). Exactly once:\n"
+    "      or a keyword; DATE: RFC 3339 or unix seconds (INTERNALDATE, default now). Once only:\n"
     "      a delivery with the same --delivery-id (the MTA queue id), or else the same message,\n"
     "      --from and USER, within --dedupe-ttl seconds (default 86400; 0: off) is stored once.\n"
     "      --max-size defaults to 64 MiB. Exit 0 stored, 65 empty/unusable/too big, 67 no such\n"

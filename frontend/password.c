@@ -401,7 +401,8 @@ static void dummy_init(void)
 int password_check_encoded(const char *encoded, const char **error_r)
 {
     bool match;
-    if (crypt_scheme_of(encoded) == NULL && strncmp(encoded, DOVECOT_PBKDF2, strlen(DOVECOT_PBKDF2)) != 0 &&
+    if (crypt_scheme_of(encoded) == NULL &&
+        strncmp(encoded, DOVECOT_PBKDF2, strlen(DOVECOT_PBKDF2)) != 0 &&
         strncmp(encoded, "$pbkdf2-sha256$", strlen("$pbkdf2-sha256$")) != 0) {
         *error_r = "unknown password scheme (expected {SHA512-CRYPT}, {SHA256-CRYPT}, "
                    "{BLF-CRYPT}, {MD5-CRYPT}, {CRYPT}, {PBKDF2} or $pbkdf2-sha256$)";

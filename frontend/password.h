@@ -32,9 +32,9 @@ int password_verify(const char *password, size_t len, const char *encoded, bool 
 
 /*
  * Checks that encoded is a hash password_verify() understands (for cimap-admin set-user
- * --password-hash): this module's own form, or one of Dovecot's kept as is — "{SHA512-CRYPT}$6$…",
- * "{SHA256-CRYPT}$5$…", "{BLF-CRYPT}$2y$…", "{MD5-CRYPT}$1$…", "{CRYPT}$<id>$…" (libxcrypt) and
- * "{PBKDF2}$1$<salt>$<rounds>$<hex>" (PBKDF2-HMAC-SHA1). Costs one verification. 0, or -1 with
+ * --password-hash): this module's own form, or one of Dovecot's kept as is:
+ * "{SHA512-CRYPT}$6$...", "{SHA256-CRYPT}$5$...", "{BLF-CRYPT}$2y$...", "{MD5-CRYPT}$1$...",
+ * "{CRYPT}$<id>$..." (libxcrypt) and "{PBKDF2}$1$<salt>$<rounds>$<hex>" (PBKDF2-HMAC-SHA1). Costs one verification. 0, or -1 with
  * *error_r (static text).
  */
 int password_check_encoded(const char *encoded, const char **error_r);

@@ -240,8 +240,8 @@ static void test_dovecot_schemes(void **state)
     (void)state;
     static const char *const hashes[] = {
         "{PBKDF2}$1$8A3DWhoj54XzDlPS$5000$a19aada18bda34574b44a9d094b7299fbf520170",
-        "{SHA512-CRYPT}$6$L/OVkHRDXqply7FZ$VV5/G6zEFIcqZrdfiGjdCKFyx8lZWyzOkSjZuXfAmzWalgPmt9NO7As"
-        "BUzPR.U1jr4UjkDn4Mar3mZn/cmrvF/",
+        ("{SHA512-CRYPT}$6$L/OVkHRDXqply7FZ$VV5/G6zEFIcqZrdfiGjdCKFyx8lZWyzOkSjZuXfAmzWalgPmt9NO7As"
+         "BUzPR.U1jr4UjkDn4Mar3mZn/cmrvF/"),
         "{BLF-CRYPT}$2y$05$y8lSGJ7CNBeFXBVjaXGvf.51.QrLP6KOJbYmUVcI3VfP.ilXDigou",
         "{SHA256-CRYPT}$5$A/RXreaou8BxyN/l$0C76zWYE.7JEZbD6ovTcXkMfM8SoZtdGrVxMjKSqoI9",
         "{CRYPT}$5$A/RXreaou8BxyN/l$0C76zWYE.7JEZbD6ovTcXkMfM8SoZtdGrVxMjKSqoI9",
