@@ -145,8 +145,12 @@ class DrainTest(unittest.TestCase):
         self.assertIn("event=shutdown connections_left=0", log)
         self.assertRegex(log, r"event=fleet.leave id=fe-\d+-[0-9a-f]+\n")
         c = self.redis.client()
-        self.assertEqual(c.keys("/frontends*"), set())  # the lease is given back
-        # The message appended during the drain is there.
+        self.assertEqual(c.keys("/frontends/*"), set())  # details gone with the front end
+        now_s, now_us = c.call("TIME")
+        now_ms = int(now_s) * 1000 + int(now_us) // 1000
+        # The lease is given back: its entry is expired (kept a day so others learn it is dead).
+        self.assertEqual(c.call("ZRANGEBYSCORE", "/frontends", "(%d" % now_ms, "+inf"), [])
+        self.assertEqual(len(c.call("ZRANGE", "/frontends", 0, -1)), 1)
         c.close()
 
     def test_grace_period_bounds_the_drain(self):
