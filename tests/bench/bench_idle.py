@@ -100,13 +100,13 @@ def latency_run(port_a, port_b, users, pw, appends=500):
         append(s, f)
         got = False
         while not got:
-            for key, _ in sel.select(timeout=5):
+            for key, _ in sel.select(timeout=1):
                 data = key.fileobj.recv(65536)
                 if key.data == u and b"EXISTS" in data:
                     lat.append((time.perf_counter() - t0) * 1000)
                     got = True
-            if time.perf_counter() - t0 > 5:
-                lat.append(5000.0)
+            if time.perf_counter() - t0 > 35:
+                lat.append(35000.0)
                 break
     for s in sessions.values():
         s.close()
@@ -131,7 +131,8 @@ def latency(nusers):
         subprocess.run(["bash", start, "10143", str(nusers)], check=True)
         try:
             dusers = ["test%d" % (i + 1) for i in range(nusers)]
-            p50, p99 = latency_run(10143, 10143, dusers, "pass")
+            # Dovecot notices new mail within its IDLE check interval, so fewer samples do.
+            p50, p99 = latency_run(10143, 10143, dusers, "pass", appends=60)
             print(f"dovecot: same workload: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
         finally:
             subprocess.run(["bash", os.path.join(SHARED, "dovecot", "stop.sh")])
@@ -154,7 +155,7 @@ def cpu_ticks(pid):
 def memory(nconns):
     raise_nofile(nconns + 1000)
     redis = harness.Redis()
-    srv = harness.Cimapd(redis.url, "--max-connections", str(nconns + 100))
+    srv = harness.Cimapd(redis.url, "--max-connections", str(nconns + 100), "--max-user-connections", "0")
     harness.wait_for_user(redis)
     time.sleep(0.5)
     s, f = appender(srv.port, "demouser", "demopass")
