@@ -171,7 +171,7 @@ defaults
     timeout server 35m
     # A front end that is draining refuses new connections: try another one.
     retries 3
-    option redispatch
+    option redispatch 1
 
 listen stats
     mode http
@@ -208,6 +208,34 @@ nohup haproxy -db -f "$state/haproxy.cfg" >>"$state/haproxy.log" 2>&1 </dev/null
 echo $! >"$state/haproxy.pid"
 echo "HAPROXY_PID=$(cat "$state/haproxy.pid")" >>"$state/env"
 wait_tcp "$lb" haproxy "$state/haproxy.pid"
+# Ready means what Kubernetes waits for: every /readyz 200 and HAProxy has every server UP.
+http_get() { # PORT PATH -> the response on stdout
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$2" >&3
+    timeout 5 cat <&3
+    exec 3<&-
+}
+ready=0
+for _ in $(seq 300); do
+    ok=1
+    if [[ $http -eq 1 ]]; then
+        for i in $(seq "$n"); do
+            http_get "$(port $((20 + i)))" /readyz 2>/dev/null | head -1 | grep -q ' 200' || ok=0
+        done
+    fi
+    # The stats CSV: column 18 is the status of each server of backend cimapd-imap.
+    up=$(http_get "$stats" '/;csv' 2>/dev/null | awk -F, '$1 == "cimapd-imap" && $2 ~ /^cimapd-/ && $18 == "UP"' | wc -l)
+    [[ $up -eq $n ]] || ok=0
+    if [[ $ok -eq 1 ]]; then
+        ready=1
+        break
+    fi
+    sleep 0.1
+done
+if [[ $ready -ne 1 ]]; then
+    echo "up.sh: the front ends did not all become ready within 30 s" >&2
+    false
+fi
 echo "UP=1" >>"$state/env"
 trap - ERR
 
