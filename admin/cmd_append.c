@@ -21,9 +21,9 @@
  * stranger); 75 everything else (Redis down, -OOM, quota, a mailbox that vanished twice, ...):
  * the MTA keeps the message and retries, and nothing is half-written (one script per message).
  *
- * A --mailbox that does not exist gets the message in INBOX instead (as Dovecot's LDA and pymap do
- * unless told otherwise), with a note on stderr; --create creates it instead. A user without INBOX
- * gets one.
+ * A --mailbox that does not exist (or can never exist) gets the message in INBOX instead (as
+ * Dovecot's LDA and pymap do unless told otherwise), with a note on stderr; --create creates a
+ * valid one instead. A user without INBOX gets one.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -403,8 +403,13 @@ int cmd_append(struct admin *adm, int argc, char **argv)
         date = arena_printf(a, "%" PRId64, t);
     }
     mailbox = lookup_mailbox_name(o.mailbox != NULL ? o.mailbox : "INBOX");
-    if (mailbox == NULL)
-        goto out;
+    if (mailbox == NULL) {
+        /* e.g. a "user+folder" extension that can never be a mailbox: INBOX, like a missing one */
+        admin_error("note: delivering to INBOX instead");
+        mailbox = strdup("INBOX");
+        if (mailbox == NULL)
+            goto out;
+    }
 
     bool over;
     rc = ADMIN_EX_TEMPFAIL;

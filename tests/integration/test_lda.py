@@ -113,6 +113,9 @@ class TestAppend(LdaCase):
         self.assertIn("delivering to INBOX", err)
         self.assertEqual(len(self.messages()), 1)
         self.assertIsNone(self.mbx("No/Such"))
+        rc, out, err = self.append("--mailbox", "bad//name", stdin=MSG.replace(b"lda-1", b"lda-5"))
+        self.assertEqual(rc, EX_OK, err)
+        self.assertEqual(len(self.messages()), 2)
         rc, out, err = self.append("--mailbox", "inbox/Lists/x", "--create",
                                    stdin=MSG.replace(b"lda-1", b"lda-4"))
         self.assertEqual(rc, EX_OK, err)
