@@ -212,6 +212,54 @@ class TestAppend(LdaCase):
         self.assertEqual(len(self.messages()), 1)
 
 
+class TestAppendScriptContract(LdaCase):
+    """append.lua's optional delivery key: validated before any write; old callers unaffected."""
+
+    def call(self, extra_keys, extra_args):
+        import hashlib
+        ns = self.nsid()
+        m = self.mbx()
+        mbxid = m.rsplit("/", 1)[1]
+        raw = b"Subject: x\r\n\r\nx\r\n"
+        sha = hashlib.sha256(raw).hexdigest()
+        p = "/ns/{%s}/" % ns
+        keys = [p + "meta"] + [m + s for s in ("", "/uids", "/runs", "/msg", "/flags", "/modseq",
+                                               "/unseen", "/deleted", "/log")]
+        keys += [p + "threads", p + "channel", p + "gc", p + "content/" + sha,
+                 p + "content/" + sha + "/raw", p + "content/" + sha + "/raw"]
+        args = [mbxid, "0", "0", "0", "1", sha, str(len(raw)), "", "", raw, "", "", "", "", "",
+                "M" + sha[:24]]
+        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+                os.path.abspath(__file__)))), "lua", "append.lua")) as f:
+            script = f.read()
+        return self.r.call("EVAL", script, len(keys) + len(extra_keys), *(keys + extra_keys),
+                           *(args + extra_args))
+
+    def test_delivery_key_contract(self):
+        ns = self.nsid()
+        good = "/ns/{%s}/delivery/%s" % (ns, "ab" * 32)
+        bad_keys = [["/ns/{%s}/delivery/xyz" % ns], ["/ns/{00000000-0000-4000-8000-000000000000}"
+                                                     "/delivery/" + "ab" * 32]]
+        for k in bad_keys:
+            with self.assertRaises(RuntimeError) as e:
+                self.call(k, ["60"])
+            self.assertIn("invalid delivery key", str(e.exception))
+        for ttl in ("0", "2592001", "x"):
+            with self.assertRaises(RuntimeError) as e:
+                self.call([good], [ttl])
+            self.assertIn("invalid delivery ttl", str(e.exception))
+        with self.assertRaises(RuntimeError):
+            self.call([good], [])  # a key without its TTL
+        self.assertEqual(self.messages(), {})
+        first = self.call([good], ["60"])
+        self.assertEqual(first[4], 0)
+        again = self.call([good], ["60"])
+        self.assertEqual(again, first[:4] + [1])
+        self.assertEqual(len(self.messages()), 1)
+        self.assertEqual(len(self.call([], [])), 4)  # the old form: no fifth element
+        self.assertEqual(len(self.messages()), 2)
+
+
 class TestIdleWakeup(LdaCase):
     def test_idle_session_sees_delivery(self):
         d = Cimapd(self.redis.url, demo=False)
