@@ -56,6 +56,7 @@ for target in build-fuzz/tests/fuzz/fuzz_*; do
     step "fuzz $name ${fuzz_seconds}s" "$target" -max_total_time="$fuzz_seconds" -print_final_stats=1 "$work"
     rm -rf "$work"
 done
+step "deploy checks" bash -c 'deploy/docker/check.sh build && deploy/k8s/check.sh build/deploy-check'
 step "cppcheck" scripts/lint.sh cppcheck
 step "clang-tidy" scripts/lint.sh clang-tidy
 

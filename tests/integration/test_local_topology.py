@@ -60,8 +60,8 @@ def free_base(span=40):
         try:
             for p in range(base, base + span):
                 s = socket.socket()
-                s.bind(("127.0.0.1", p))
                 socks.append(s)
+                s.bind(("127.0.0.1", p))
             return base
         except OSError:
             continue
