@@ -5,8 +5,8 @@
 #           clang-tidy, python3, openssl for the TLS tests' certificates and s_client, and the
 #           sync clients of tests/integration/test_sync_clients.py: isync, offlineimap3, getmail6;
 #           postfix for test_lda.py and dovecot-imapd for test_maildir.py — postfix's debconf
-#           question is preseeded "No configuration": the tests run private instances only);
-#           haproxy for deploy/local and its test, nodejs and shellcheck for the deploy checks
+#           question is preseeded "No configuration": the tests run private instances only;
+#           haproxy for deploy/local and its test, nodejs and shellcheck for the deploy checks)
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libhiredis-dev libevent-dev libssl-dev uuid-dev
