@@ -227,6 +227,15 @@ class LocalTopology(unittest.TestCase):
             time.sleep(0.1)
         self.fail("timed out waiting for " + what)
 
+    @staticmethod
+    def exited(pid):
+        """True when pid is gone or a zombie (up.sh's children are reparented, maybe unreaped)."""
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+
     def pid(self, i):
         with open(os.path.join(self.state, "cimapd-%d.pid" % i)) as f:
             return int(f.read())
@@ -406,9 +415,7 @@ class LocalTopology(unittest.TestCase):
 
             if not HAS_DRAIN:
                 idling.close()  # this cimapd waits for IDLE clients to leave by themselves
-            proc_gone = lambda: not os.path.exists("/proc/%d" % self.pid(1)) or \
-                open("/proc/%d/stat" % self.pid(1)).read().split()[2] == "Z"
-            self.wait(proc_gone, 40, "front end 1 to exit")
+            self.wait(lambda: self.exited(self.pid(1)), 40, "front end 1 to exit")
             # Load goes on through the others for a while.
             time.sleep(1.5)
         finally:
