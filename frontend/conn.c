@@ -12,117 +12,16 @@
  * are dropped. Freeing is deferred to the next loop turn (conn_kill), never done inside one of the
  * connection's own callbacks.
  *
- * Deliberately not here: TLS (tls.c), mailbox state (later), the command semantics (cmd_*.c).
+ * This file: the registry, accessors, selected state and wake-ups, timers and closing, running
+ * commands, accept and PROXY. Input parsing is in conn_input.c, waiting in conn_wait.c, the TLS
+ * region in conn_tls.c (conn_private.h holds what they share). Deliberately not here: the command
+ * semantics (cmd_*.c), the mailbox view (selected.h, updates.c).
  */
-#include "frontend/conn.h"
 
-#include <arpa/inet.h>
-#include <assert.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
-
-#include "frontend/commands.h"
-#include "frontend/fleet.h"
-#include "frontend/frontend.h"
-#include "frontend/log.h"
-#include "frontend/metrics.h"
-#include "frontend/proxy.h"
-#include "frontend/mbxcache.h"
-#include "frontend/reply.h"
-#include "frontend/pubsub.h"
-#include "frontend/selected.h"
-#include "frontend/watchers.h"
-#include "frontend/tls.h"
-#include "frontend/workers.h"
-#include "keys/keys.h"
-
-#define DRAIN_LOW (64 * 1024)   /* resume a streaming command below this much unsent output */
-#define DRAIN_HIGH (256 * 1024) /* a streaming command waits above this */
-
-/* A queued item: a parsed command, or an error to answer in its turn. */
-struct qitem {
-    struct imap_command *cmd; /* NULL for an error item */
-    char *tag;                /* error item: malloc'd tag or NULL for "*" */
-    const char *status;       /* error item: "BAD" or "NO" */
-    const char *code;         /* error item: response code or NULL (static) */
-    const char *text;         /* error item: static text */
-    bool fatal;               /* error item: BYE and close after answering */
-};
-
-struct conn {
-    struct frontend *fe;
-    uint32_t slot;
-    uint32_t gen;           /* changes for every command: tokens of older commands go stale */
-    uint64_t id;
-    uint64_t sid;           /* session token: slot + generation at accept; constant */
-    bool watching;          /* registered in the watchers under its nsid */
-    bool updates_pending;   /* a wake-up came that no updates_run has handled yet */
-    struct bufferevent *bev;
-    struct parser *parser;
-    enum conn_state state;
-    const struct conn_limits *limits;
-    char peer[INET6_ADDRSTRLEN + 8];
-    char *user;
-    char nsid[KEYS_NSID_LEN + 1];
-    struct selected *selected; /* the selected mailbox, or NULL */
-    struct mbxcache *mbxcache; /* name -> mailbox id seen by this session (NULL until used) */
-    struct qitem *queue;    /* ring of max_queued + 1 items (one extra for an error) */
-    size_t q_cap, q_head, q_len;
-    struct cmd_ctx *running;
-    struct timespec started; /* when the running command started */
-    struct event *idle_timer;
-    struct event *wait_timer;
-    unsigned auth_failures;
-    uint32_t commands_in_state;
-    bool lit_pending;       /* the parser stopped at a literal that awaits our decision */
-    bool pipeline_blocked;  /* a CMD_F_NO_PIPELINE command is queued or running */
-    bool in_pump;
-    bool waiting_drain;
-    bool want_line;         /* the running command waits for a raw line (conn_read_line) */
-    bool input_paused;      /* a literal hook stopped input until conn_resume_input */
-    uint64_t literal_left;  /* bytes of the streamed literal still to come */
-    bool discarding_line;   /* dropping the rest of an over-long raw line */
-    bool closing;           /* free once output is flushed; read nothing more */
-    bool dead;              /* freed on the next loop turn */
-    bool tls;               /* bev is a TLS filter over the socket bufferevent (TLS region) */
-    bool tls_ready;         /* its handshake has completed */
-    bool loopback;          /* the peer address is loopback */
-    struct sockaddr_storage addr; /* the client's address (PROXY region) */
-    struct proxy_parser *proxy;   /* while reading the PROXY header, else NULL */
-    bool tls_after_proxy;         /* IMAPS behind PROXY: wrap TLS once the header is read */
-};
-
-struct conn_table {
-    struct conn **slots;
-    uint32_t cap;
-    uint32_t count;
-    uint32_t *free_slots;
-    uint32_t free_count;
-    uint32_t gen_counter;
-    struct watchers *watch; /* nsid -> sessions with a mailbox selected (wake-up fan-out) */
-};
+#include "frontend/conn_private.h"
 
 /* The process's one registry: async callbacks carry only a token, so they find it here. */
 static struct conn_table *registry;
-
-static void conn_pump(struct conn *c);
-static void conn_kill(struct conn *c);
-static void conn_after_step(struct conn *c, enum cmd_status st);
-static void early_run(struct conn *c);
-static void update_reading(struct conn *c);
-static void kill_when_flushed(struct conn *c);
-static bool conn_tls_event(struct conn *c, short what);
 
 /* ------------------------------------------------------------------ registry */
 
@@ -187,13 +86,13 @@ static void table_remove(struct conn_table *t, struct conn *c)
     t->count--;
 }
 
-static uint64_t conn_token(const struct conn *c)
+uint64_t conn_token(const struct conn *c)
 {
     return ((uint64_t)c->gen << 32) | c->slot;
 }
 
 /* The connection whose running command asked with token, or NULL when it is gone. */
-static struct conn *table_lookup(uint64_t token)
+struct conn *conn_table_lookup(uint64_t token)
 {
     if (registry == NULL)
         return NULL;
@@ -510,7 +409,7 @@ static void free_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Marks the connection dead and frees it on the next loop turn (never inside its callbacks). */
-static void conn_kill(struct conn *c)
+void conn_kill(struct conn *c)
 {
     if (c->dead)
         return;
@@ -537,7 +436,7 @@ void conn_close_after_output(struct conn *c)
     bufferevent_disable(c->bev, EV_READ);
     /* Before its handshake a TLS connection cannot flush anything: close at once. */
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 || (c->tls && !c->tls_ready)) {
-        kill_when_flushed(c);
+        conn_kill_when_flushed(c);
         return;
     }
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
@@ -597,19 +496,19 @@ static void log_client_line(struct conn *c, const struct imap_command *cmd, bool
 
 /* ------------------------------------------------------------------ the queue */
 
-static bool queue_full(const struct conn *c)
+bool conn_queue_full(const struct conn *c)
 {
     return c->q_len + 1 >= c->q_cap; /* one slot kept for an error item */
 }
 
-static void queue_push(struct conn *c, struct qitem it)
+void conn_queue_push(struct conn *c, struct qitem it)
 {
     assert(c->q_len < c->q_cap);
     c->queue[(c->q_head + c->q_len) % c->q_cap] = it;
     c->q_len++;
 }
 
-static void queue_error(struct conn *c, const char *tag, const char *status, const char *code,
+void conn_queue_error(struct conn *c, const char *tag, const char *status, const char *code,
                         const char *text, bool fatal)
 {
     struct qitem it = {NULL, NULL, status, code, text, fatal};
@@ -618,7 +517,7 @@ static void queue_error(struct conn *c, const char *tag, const char *status, con
         if (it.tag == NULL)
             abort();
     }
-    queue_push(c, it);
+    conn_queue_push(c, it);
 }
 
 /* ------------------------------------------------------------------ running commands */
@@ -664,7 +563,7 @@ static void finish_command(struct conn *c)
     arm_idle_timer(c);
 }
 
-static void conn_after_step(struct conn *c, enum cmd_status st)
+void conn_after_step(struct conn *c, enum cmd_status st)
 {
     if (c->dead)
         return;
@@ -673,13 +572,13 @@ static void conn_after_step(struct conn *c, enum cmd_status st)
         /* An early command may wait for nothing but the rest of its own line. */
         assert(c->running != NULL && (c->running->next != NULL || c->running->early));
         if (c->running->next == NULL && c->running->complete) {
-            early_run(c); /* it waited on a step while its line completed */
+            conn_early_run(c); /* it waited on a step while its line completed */
             return;
         }
         if (!c->in_pump)
             conn_pump(c);
         else
-            update_reading(c);
+            conn_update_reading(c);
         return;
     case CMD_DONE:
         finish_command(c);
@@ -744,7 +643,7 @@ static bool resolve_command(struct conn *c, struct cmd_ctx *ctx)
     return true;
 }
 
-static void start_next(struct conn *c)
+void conn_start_next(struct conn *c)
 {
     struct qitem it = c->queue[c->q_head];
     c->q_head = (c->q_head + 1) % c->q_cap;
@@ -795,7 +694,7 @@ static void start_next(struct conn *c)
 }
 
 /* Continues the running command with its next step; res is lent to the step, if any. */
-static void run_next_step(struct conn *c, const struct store_result *res)
+void conn_run_next_step(struct conn *c, const struct store_result *res)
 {
     struct cmd_ctx *ctx = c->running;
     cmd_step *next = ctx->next;
@@ -806,581 +705,6 @@ static void run_next_step(struct conn *c, const struct store_result *res)
     if (c->running == ctx)
         ctx->store = NULL; /* borrowed: gone after the callback */
     conn_after_step(c, st);
-}
-
-/* ------------------------------------------------------------------ literals */
-
-/* Decides a literal the parser stopped at; called only when nothing else is running or queued. */
-static struct cmd_ctx *early_start(struct conn *c, const struct cmd_desc *d, const char *tag)
-{
-    struct cmd_ctx *ctx = calloc(1, sizeof(*ctx));
-    if (ctx == NULL)
-        abort();
-    ctx->conn = c;
-    ctx->desc = d;
-    ctx->early = true;
-    ctx->own_arena = arena_new(1024);
-    ctx->arena = ctx->own_arena;
-    ctx->tag = arena_strndup(ctx->arena, tag, strlen(tag));
-    c->running = ctx;
-    clock_gettime(CLOCK_MONOTONIC, &c->started);
-    evtimer_del(c->idle_timer);
-    return ctx;
-}
-
-/* A literal of a command with a literal hook; returns false when the default policy applies. */
-static bool decide_literal_hook(struct conn *c, const struct parser_literal_info *li)
-{
-    const struct cmd_desc *d = li->name != NULL ? commands_find(li->name, strlen(li->name)) : NULL;
-    if (d == NULL || d->literal == NULL || !(d->states & c->state) || li->tag == NULL)
-        return false;
-    struct cmd_ctx *ctx = c->running != NULL ? c->running : early_start(c, d, li->tag);
-    assert(ctx->early && ctx->desc == d);
-    switch (d->literal(ctx, li)) {
-    case LIT_ACCEPT:
-        parser_literal_accept(c->parser);
-        break;
-    case LIT_STREAM:
-        parser_literal_stream(c->parser);
-        c->literal_left = li->size;
-        break;
-    case LIT_REJECT:
-        parser_literal_reject(c->parser);
-        conn_after_step(c, CMD_DONE);
-        return true;
-    }
-    if (li->sync)
-        reply_continue(c, "Ready for literal data");
-    return true;
-}
-
-/* Hands a streamed literal's bytes to the running command's hook. */
-static void literal_data(struct conn *c, const uint8_t *data, size_t len)
-{
-    struct cmd_ctx *ctx = c->running;
-    assert(ctx != NULL && ctx->early && ctx->desc->literal_data != NULL && len <= c->literal_left);
-    c->literal_left -= len;
-    if (ctx->desc->literal_data(ctx, data, len, c->literal_left == 0))
-        c->input_paused = true;
-}
-
-/* The line of an early command is complete: its arguments are final. */
-static void early_complete(struct conn *c, struct imap_command *cmd)
-{
-    struct cmd_ctx *ctx = c->running;
-    ctx->cmd = cmd;
-    ctx->args = cmd->args;
-    ctx->argc = cmd->argc;
-    ctx->complete = true;
-    if (ctx->next == NULL)
-        early_run(c);
-    /* else the pending step runs first; conn_after_step calls early_run when it is done */
-}
-
-/* Runs a complete early command: the generic argument count check, then its handler. */
-static void early_run(struct conn *c)
-{
-    struct cmd_ctx *ctx = c->running;
-    if (ctx->argc < (size_t)ctx->desc->min_args ||
-        (ctx->desc->max_args >= 0 && ctx->argc > (size_t)ctx->desc->max_args)) {
-        reply_tagged(ctx, "BAD", NULL, "Wrong number of arguments");
-        conn_after_step(c, CMD_DONE);
-        return;
-    }
-    conn_after_step(c, ctx->desc->run(ctx));
-}
-
-void conn_resume_input(struct cmd_ctx *ctx)
-{
-    ctx->conn->input_paused = false;
-}
-
-static void decide_literal(struct conn *c)
-{
-    const struct parser_literal_info *li = parser_literal(c->parser);
-    if (decide_literal_hook(c, li))
-        return;
-    if (li->size <= c->limits->max_buffered_literal) {
-        parser_literal_accept(c->parser);
-        if (li->sync)
-            reply_continue(c, "Ready for literal data");
-        return;
-    }
-    /* RFC 7888 §4 / RFC 4469: refuse a literal we will not hold; a non-synchronizing one has its
-     * bytes read and discarded by the parser, a synchronizing one is simply never sent. */
-    char *tag = li->tag != NULL ? strdup(li->tag) : NULL;
-    parser_literal_reject(c->parser);
-    queue_error(c, tag, "NO", "TOOBIG", "Literal too large", false);
-    free(tag);
-}
-
-/* ------------------------------------------------------------------ input */
-
-static void handle_parser_error(struct conn *c)
-{
-    const char *why = parser_error(c->parser);
-    const char *tag = parser_error_tag(c->parser);
-    bool fatal = parser_error_fatal(c->parser);
-    log_write(LOG_INFO, "imap.parse_error", "conn=%llu error=\"%s\" fatal=%d",
-              (unsigned long long)c->id, why, fatal);
-    queue_error(c, tag, "BAD", NULL, why, fatal);
-    metrics_inc(METRICS_PROTOCOL_ERRORS);
-    if (fatal)
-        c->pipeline_blocked = true; /* parse nothing more: the stream is not trusted */
-}
-
-static void update_reading(struct conn *c)
-{
-    if (c->dead || c->closing)
-        return;
-    bool wanted = c->want_line ||
-                  !(c->pipeline_blocked || queue_full(c) || c->lit_pending || c->input_paused);
-    if (wanted)
-        bufferevent_enable(c->bev, EV_READ);
-    else
-        bufferevent_disable(c->bev, EV_READ);
-}
-
-/*
- * Delivers one raw line to a command waiting in conn_read_line. Returns false when no complete
- * line is buffered yet (an over-long partial line is dropped as it arrives, never buffered).
- */
-static bool take_line(struct conn *c, struct evbuffer *in)
-{
-    size_t max = c->limits->parser.max_line;
-    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
-    if (eol.pos < 0) {
-        size_t have = evbuffer_get_length(in);
-        if (have > max) {
-            evbuffer_drain(in, have);
-            c->discarding_line = true;
-        }
-        return false;
-    }
-    size_t len = (size_t)eol.pos;
-    struct cmd_ctx *ctx = c->running;
-    if (c->discarding_line || len > max + 1) {
-        evbuffer_drain(in, len + 1);
-        c->discarding_line = false;
-        ctx->line = NULL;
-        ctx->line_len = 0;
-    } else {
-        char *line = arena_alloc(ctx->arena, len + 1);
-        evbuffer_remove(in, line, len);
-        evbuffer_drain(in, 1);
-        if (len > 0 && line[len - 1] == '\r')
-            len--;
-        line[len] = '\0';
-        ctx->line = line;
-        ctx->line_len = len;
-    }
-    c->want_line = false;
-    return true;
-}
-
-/*
- * Moves the connection forward as far as it can without waiting: starts queued commands, decides
- * pending literals, parses more input. Never recursive: steps that finish synchronously inside
- * it only return here.
- */
-static void conn_pump(struct conn *c)
-{
-    if (c->in_pump)
-        return;
-    c->in_pump = true;
-    while (!c->dead) {
-        /* Fetched each turn: a step (STARTTLS) may have replaced c->bev. */
-        struct evbuffer *in = bufferevent_get_input(c->bev);
-        if (c->closing) {
-            evbuffer_drain(in, evbuffer_get_length(in));
-            break;
-        }
-        if (c->running == NULL && c->q_len > 0) {
-            start_next(c);
-            continue;
-        }
-        if (c->running != NULL && c->want_line) {
-            if (!take_line(c, in))
-                break;
-            run_next_step(c, NULL);
-            continue;
-        }
-        if (c->pipeline_blocked || queue_full(c))
-            break;
-        if (c->input_paused)
-            break;
-        if (c->lit_pending) {
-            /* Its "+" must not land inside another command's response. */
-            /* Only the command whose line is being parsed may take it (an early command that is
-             * not complete yet); a literal of a later, pipelined command waits its turn. */
-            bool own = c->running != NULL && c->running->early && !c->running->complete;
-            if ((c->running != NULL && !own) || c->q_len > 0)
-                break;
-            c->lit_pending = false;
-            decide_literal(c);
-            continue;
-        }
-        if (evbuffer_get_length(in) == 0)
-            break;
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            break;
-        size_t used = 0;
-        enum parser_result r = parser_feed(c->parser, v.iov_base, v.iov_len, &used);
-        switch (r) {
-        case PARSER_NEED_MORE:
-            evbuffer_drain(in, used);
-            assert(used == v.iov_len); /* the parser keeps nothing unconsumed */
-            break;
-        case PARSER_COMMAND: {
-            evbuffer_drain(in, used);
-            struct imap_command *cmd = parser_take_command(c->parser);
-            if (c->running != NULL && c->running->early && !c->running->complete) {
-                early_complete(c, cmd);
-                break;
-            }
-            const struct cmd_desc *d = commands_find(cmd->name, strlen(cmd->name));
-            if (d != NULL && (d->flags & CMD_F_NO_PIPELINE))
-                c->pipeline_blocked = true;
-            queue_push(c, (struct qitem){cmd, NULL, NULL, NULL, NULL, false});
-            break;
-        }
-        case PARSER_LITERAL:
-            evbuffer_drain(in, used);
-            c->lit_pending = true;
-            break;
-        case PARSER_LITERAL_DATA: {
-            const uint8_t *chunk = NULL;
-            size_t chunk_len = 0;
-            parser_literal_chunk(c->parser, &chunk, &chunk_len);
-            literal_data(c, chunk, chunk_len); /* the hook copies what it keeps */
-            evbuffer_drain(in, used);
-            break;
-        }
-        case PARSER_ERROR:
-            evbuffer_drain(in, used);
-            handle_parser_error(c);
-            break;
-        }
-    }
-    c->in_pump = false;
-    update_reading(c);
-}
-
-/* ------------------------------------------------------------------ bufferevent callbacks */
-
-static void read_cb(struct bufferevent *bev, void *arg)
-{
-    (void)bev;
-    conn_pump(arg);
-}
-
-static void write_cb(struct bufferevent *bev, void *arg)
-{
-    struct conn *c = arg;
-    size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
-    if (c->closing) {
-        if (pending == 0)
-            kill_when_flushed(c);
-        return;
-    }
-    if (c->waiting_drain && pending <= DRAIN_LOW) {
-        c->waiting_drain = false;
-        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-        if (c->running != NULL && c->running->next != NULL)
-            run_next_step(c, NULL);
-    }
-}
-
-static void event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    (void)bev;
-    struct conn *c = arg;
-    if (c->tls && conn_tls_event(c, what))
-        return;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        if (what & BEV_EVENT_ERROR)
-            log_write(LOG_INFO, "conn.error", "conn=%llu error=\"%s\"", (unsigned long long)c->id,
-                      strerror(EVUTIL_SOCKET_ERROR()));
-        conn_kill(c);
-    }
-}
-
-/* ------------------------------------------------------------------ waiting */
-
-static void store_done(const struct store_result *res, uint64_t token)
-{
-    struct conn *c = table_lookup(token);
-    if (c == NULL || c->running->next == NULL)
-        return;
-    run_next_step(c, res);
-}
-
-enum cmd_status conn_redis(struct cmd_ctx *ctx, cmd_step *next, int argc, const char *const *argv,
-                           const size_t *argvlen)
-{
-    struct conn *c = ctx->conn;
-    ctx->next = next;
-    store_command(c->fe->store, c->id, store_done, conn_token(c), argc, argv, argvlen);
-    return CMD_WAIT;
-}
-
-enum cmd_status conn_eval(struct cmd_ctx *ctx, cmd_step *next, enum lua_script_id script,
-                          int nkeys, int argc, const char *const *argv, const size_t *argvlen)
-{
-    struct conn *c = ctx->conn;
-    ctx->next = next;
-    store_eval(c->fe->store, c->id, script, store_done, conn_token(c), nkeys, argc, argv, argvlen);
-    return CMD_WAIT;
-}
-
-/* Replies to MULTI and the queued commands of a transaction: EXEC's reply carries them all. */
-static void store_ignore(const struct store_result *res, uint64_t token)
-{
-    (void)res;
-    (void)token;
-}
-
-enum cmd_status conn_redis_tx(struct cmd_ctx *ctx, cmd_step *next, size_t n, const int *argc,
-                              const char *const *const *argv, const size_t *const *argvlen)
-{
-    struct conn *c = ctx->conn;
-    static const char *const multi[] = {"MULTI"};
-    static const size_t multi_len[] = {5};
-    static const char *const exec[] = {"EXEC"};
-    static const size_t exec_len[] = {4};
-    ctx->next = next;
-    /* Issued back to back on one connection (same shard), so nothing else lands in between. */
-    store_command(c->fe->store, c->id, store_ignore, 0, 1, multi, multi_len);
-    for (size_t i = 0; i < n; i++)
-        store_command(c->fe->store, c->id, store_ignore, 0, argc[i], argv[i], argvlen[i]);
-    store_command(c->fe->store, c->id, store_done, conn_token(c), 1, exec, exec_len);
-    return CMD_WAIT;
-}
-
-struct work_wrap {
-    void (*work)(void *job);
-    void (*free_job)(void *job);
-    void *job;
-};
-
-static void work_run(void *arg)
-{
-    struct work_wrap *w = arg;
-    w->work(w->job);
-}
-
-static void work_done(void *arg, uint64_t token)
-{
-    struct work_wrap *w = arg;
-    void *job = w->job;
-    void (*free_job)(void *) = w->free_job;
-    free(w);
-    struct conn *c = table_lookup(token);
-    if (c == NULL || c->running->next == NULL) {
-        free_job(job);
-        return;
-    }
-    c->running->job = job;
-    run_next_step(c, NULL);
-}
-
-enum cmd_status conn_work(struct cmd_ctx *ctx, cmd_step *next, void (*work)(void *job),
-                          void (*free_job)(void *job), void *job, bool *full_r)
-{
-    struct conn *c = ctx->conn;
-    struct work_wrap *w = malloc(sizeof(*w));
-    if (w == NULL)
-        abort();
-    *w = (struct work_wrap){work, free_job, job};
-    *full_r = false;
-    if (workers_submit(c->fe->workers, work_run, work_done, w, conn_token(c)) != 0) {
-        free(w);
-        free_job(job);
-        *full_r = true;
-        return CMD_DONE;
-    }
-    ctx->next = next;
-    return CMD_WAIT;
-}
-
-enum cmd_status conn_read_line(struct cmd_ctx *ctx, cmd_step *next)
-{
-    struct conn *c = ctx->conn;
-    assert(ctx->desc->flags & CMD_F_NO_PIPELINE);
-    ctx->next = next;
-    c->want_line = true; /* conn_after_step pumps: the line may already be buffered */
-    return CMD_WAIT;
-}
-
-static void wait_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct conn *c = arg;
-    if (c->dead || c->running == NULL || c->running->next == NULL)
-        return;
-    run_next_step(c, NULL);
-}
-
-enum cmd_status conn_sleep(struct cmd_ctx *ctx, cmd_step *next, uint32_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    ctx->next = next;
-    evtimer_add(ctx->conn->wait_timer, &tv);
-    return CMD_WAIT;
-}
-
-enum cmd_status conn_wait_drain(struct cmd_ctx *ctx, cmd_step *next)
-{
-    struct conn *c = ctx->conn;
-    ctx->next = next;
-    c->waiting_drain = true;
-    bufferevent_setwatermark(c->bev, EV_WRITE, DRAIN_LOW, 0);
-    bufferevent_enable(c->bev, EV_WRITE);
-    return CMD_WAIT;
-}
-
-/* ------------------------------------------------------------------ TLS */
-
-/*
- * TLS is a filter bufferevent over the socket bufferevent (tls.h); c->bev is the filter. Two
- * things differ from plaintext: nothing can be flushed before the handshake, and an empty
- * filter output does not mean the client has everything: ciphertext may still wait in the
- * socket bufferevent below, so a closing connection waits for that one too (kill_when_flushed).
- */
-
-bool conn_is_tls(const struct conn *c)
-{
-    return c->tls;
-}
-
-bool conn_is_loopback(const struct conn *c)
-{
-    return c->loopback;
-}
-
-bool conn_starttls_available(const struct conn *c)
-{
-    return c->state == CONN_STATE_NOT_AUTH && !c->tls && c->fe->tls != NULL;
-}
-
-static bool addr_is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-            return true;
-        return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
-    }
-    return false;
-}
-
-/* Puts the TLS filter over c->bev. On failure c->bev is unchanged. */
-static int wrap_tls(struct conn *c, const char **error_r)
-{
-    struct bufferevent *filter = tls_wrap(c->fe->tls, c->fe->base, c->bev, error_r);
-    if (filter == NULL)
-        return -1;
-    c->bev = filter;
-    c->tls = true;
-    return 0;
-}
-
-int conn_start_tls(struct conn *c, const char **error_r)
-{
-    assert(c->running != NULL && (c->running->desc->flags & CMD_F_NO_PIPELINE));
-    assert(conn_starttls_available(c));
-    /* NO_PIPELINE: nothing was parsed or queued behind STARTTLS. */
-    assert(c->q_len == 0 && !c->lit_pending && !c->want_line);
-    struct parser *fresh = parser_new(&c->limits->parser);
-    if (fresh == NULL) {
-        *error_r = "out of memory";
-        return -1;
-    }
-    /* Drained before the filter exists, so it can never read these bytes as TLS records. */
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t dropped = evbuffer_get_length(in);
-    evbuffer_drain(in, dropped);
-    if (wrap_tls(c, error_r) != 0) {
-        parser_free(&fresh);
-        return -1;
-    }
-    parser_free(&c->parser);
-    c->parser = fresh;
-    c->discarding_line = false;
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    if (c->waiting_drain)
-        bufferevent_setwatermark(c->bev, EV_WRITE, DRAIN_LOW, 0);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    if (dropped > 0)
-        log_write(LOG_INFO, "conn.starttls_discarded", "conn=%llu peer=%s bytes=%zu",
-                  (unsigned long long)c->id, c->peer, dropped);
-    return 0;
-}
-
-/* Handles TLS-specific bufferevent events; true when it did (event_cb does nothing more). */
-static bool conn_tls_event(struct conn *c, short what)
-{
-    if (what & BEV_EVENT_CONNECTED) {
-        c->tls_ready = true;
-        metrics_inc(METRICS_TLS_HANDSHAKE_OK);
-        char desc[128];
-        tls_describe(c->bev, desc, sizeof(desc));
-        log_write(LOG_INFO, "conn.tls", "conn=%llu peer=%s tls=\"%s\"", (unsigned long long)c->id,
-                  c->peer, desc);
-        return true;
-    }
-    if (what & BEV_EVENT_ERROR) {
-        char err[256];
-        if (!tls_describe_error(c->bev, err, sizeof(err)))
-            return false; /* a socket error: logged as any other */
-        char q[300];
-        log_write(LOG_INFO, c->tls_ready ? "conn.tls_error" : "conn.tls_handshake_failed",
-                  "conn=%llu peer=%s error=%s", (unsigned long long)c->id, c->peer,
-                  log_quote(q, sizeof(q), err, strlen(err)));
-        if (!c->tls_ready)
-            metrics_inc(METRICS_TLS_HANDSHAKE_FAILED);
-        conn_kill(c);
-        return true;
-    }
-    return false;
-}
-
-static void linger_write_cb(struct bufferevent *sock, void *arg)
-{
-    (void)sock;
-    conn_kill(arg);
-}
-
-static void linger_event_cb(struct bufferevent *sock, short what, void *arg)
-{
-    (void)sock;
-    (void)what;
-    conn_kill(arg);
-}
-
-/*
- * Kills a closing connection whose output is flushed; over TLS first says close_notify and
- * waits until the socket below has flushed too.
- */
-static void kill_when_flushed(struct conn *c)
-{
-    struct bufferevent *sock = c->tls && c->tls_ready ? bufferevent_get_underlying(c->bev) : NULL;
-    if (sock != NULL)
-        tls_close_notify(c->bev);
-    if (sock == NULL || evbuffer_get_length(bufferevent_get_output(sock)) == 0) {
-        conn_kill(c);
-        return;
-    }
-    /* The filter has nothing more to send: take over its socket's callbacks until it drains. */
-    bufferevent_setcb(sock, NULL, linger_write_cb, linger_event_cb, c);
-    bufferevent_setwatermark(sock, EV_WRITE, 0, 0);
-    bufferevent_enable(sock, EV_WRITE);
 }
 
 /* ------------------------------------------------------------------ accept */
@@ -1446,7 +770,7 @@ static void proxy_done(struct conn *c, const struct proxy_info *info)
         memset(&c->addr, 0, sizeof(c->addr));
         memcpy(&c->addr, &info->src, info->src_len);
         format_peer(c->peer, sizeof(c->peer), (const struct sockaddr *)&c->addr);
-        c->loopback = addr_is_loopback((const struct sockaddr *)&c->addr);
+        c->loopback = conn_addr_is_loopback((const struct sockaddr *)&c->addr);
     }
     free(c->proxy);
     c->proxy = NULL;
@@ -1455,13 +779,13 @@ static void proxy_done(struct conn *c, const struct proxy_info *info)
               (unsigned long long)c->id, c->peer, via, info->version, info->local ? 1 : 0);
     if (c->tls_after_proxy) {
         const char *error = NULL;
-        if (wrap_tls(c, &error) != 0) {
+        if (conn_wrap_tls(c, &error) != 0) {
             log_write(LOG_ERROR, "conn.tls_failed", "peer=%s error=\"%s\"", c->peer, error);
             conn_kill(c);
             return;
         }
     }
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     conn_begin(c);
     if (c->dead || c->closing)
         return;
@@ -1539,7 +863,7 @@ int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int ad
     c->state = CONN_STATE_NOT_AUTH;
     c->limits = &cfg->preauth;
     format_peer(c->peer, sizeof(c->peer), addr);
-    c->loopback = addr_is_loopback(addr);
+    c->loopback = conn_addr_is_loopback(addr);
     if (addrlen > 0)
         memcpy(&c->addr, addr, (size_t)addrlen < sizeof(c->addr) ? (size_t)addrlen : sizeof(c->addr));
     bool proxy = cfg->proxy_protocol;
@@ -1558,11 +882,11 @@ int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int ad
         evbuffer_add_cb(bufferevent_get_output(c->bev), count_out_cb, NULL);
     }
     const char *tls_error = NULL;
-    bool tls_failed = implicit_tls && !proxy && c->bev != NULL && wrap_tls(c, &tls_error) != 0;
+    bool tls_failed = implicit_tls && !proxy && c->bev != NULL && conn_wrap_tls(c, &tls_error) != 0;
     if (tls_failed)
         log_write(LOG_ERROR, "conn.tls_failed", "peer=%s error=\"%s\"", c->peer, tls_error);
     c->idle_timer = evtimer_new(fe->base, idle_cb, c);
-    c->wait_timer = evtimer_new(fe->base, wait_timer_cb, c);
+    c->wait_timer = evtimer_new(fe->base, conn_wait_timer_cb, c);
     if (c->queue == NULL || c->parser == NULL || c->bev == NULL || c->idle_timer == NULL ||
         c->wait_timer == NULL || tls_failed || (proxy && c->proxy == NULL)) {
         if (c->bev != NULL)
@@ -1584,12 +908,12 @@ int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int ad
     log_write(LOG_INFO, "conn.open", "conn=%llu peer=%s", (unsigned long long)c->id, c->peer);
     if (proxy) {
         /* Nothing is said before the header: the greeting (or TLS) follows it. */
-        bufferevent_setcb(c->bev, proxy_read_cb, NULL, event_cb, c);
+        bufferevent_setcb(c->bev, proxy_read_cb, NULL, conn_event_cb, c);
         bufferevent_enable(c->bev, EV_READ);
         arm_idle_timer(c);
         return 0;
     }
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     conn_begin(c);
     return 0;
 }
