@@ -159,7 +159,7 @@ class Redis:
 class Cimapd:
     """A cimapd on a free loopback port, logging to a file the test can read."""
 
-    def __init__(self, redis_url, *extra, demo=True):
+    def __init__(self, redis_url, *extra, demo=True, wait_ready=True):
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="cimapd-", suffix=".log", delete=False)
         args = [CIMAPD, "--redis", redis_url, "--listen", "127.0.0.1:%d" % self.port,
@@ -169,6 +169,18 @@ class Cimapd:
         args += list(extra)
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.port, proc=self.proc)
+        if wait_ready:
+            self.wait_started()
+
+    def wait_started(self, timeout=20.0):
+        """Waits until start-up finished (Redis reached, schema checked, demo data written)."""
+        deadline = time.monotonic() + timeout
+        while "event=startup.done" not in self.log_text():
+            if self.proc.poll() is not None:
+                raise RuntimeError("cimapd exited with %s" % self.proc.returncode)
+            if time.monotonic() > deadline:
+                raise RuntimeError("cimapd start-up did not finish:\n" + self.log_text()[-2000:])
+            time.sleep(0.02)
 
     def rss_kib(self):
         with open("/proc/%d/status" % self.proc.pid) as f:
