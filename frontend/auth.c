@@ -10,6 +10,7 @@
  * connection (auth_allowed, checked by the commands) nor parse any SASL (sasl*.c).
  */
 #include "frontend/auth.h"
+#include "frontend/user_limits.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ struct auth_state {
     bool known;        /* an active record with a valid nsid exists */
     char nsid[KEYS_NSID_LEN + 1];
     unsigned failures;
+    struct user_limits limits; /* from the record's param: fields */
 };
 
 /* Owned by the worker job until its done step frees it. */
@@ -128,7 +130,8 @@ static enum cmd_status auth_got_record(struct cmd_ctx *ctx)
     const redisReply *r = res->reply;
     const char *hash = password_dummy_hash();
     size_t hash_len = strlen(hash);
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+    user_limits_default(&as->limits);
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 + USER_LIMITS_COUNT) {
         const redisReply *nsid = r->element[0];
         const redisReply *pw = r->element[1];
         const redisReply *state = r->element[2];
@@ -140,6 +143,11 @@ static enum cmd_status auth_got_record(struct cmd_ctx *ctx)
             as->nsid[KEYS_NSID_LEN] = '\0';
             hash = pw->str;
             hash_len = pw->len;
+            for (size_t i = 0; i < USER_LIMITS_COUNT; i++) {
+                const redisReply *v = r->element[3 + i];
+                if (v->type == REDIS_REPLY_STRING)
+                    (void)user_limits_set(&as->limits, i, v->str, v->len);
+            }
         }
     }
     return start_verify(ctx, hash, hash_len);
@@ -188,6 +196,7 @@ static enum cmd_status auth_admitted(struct cmd_ctx *ctx)
         return CMD_DONE;
     }
     conn_set_authenticated(c, as->login, as->nsid);
+    conn_set_user_limits(c, &as->limits);
     metrics_inc(METRICS_AUTH_OK);
     log_write(LOG_INFO, "login", "conn=%llu peer=%s user=%s mech=%s tls=%d result=ok",
               (unsigned long long)conn_id(c), conn_peer(c), as->login, as->mech, conn_is_tls(c));
@@ -265,9 +274,13 @@ static enum cmd_status auth_checked(struct cmd_ctx *ctx)
         const char *dummy = password_dummy_hash();
         return start_verify(ctx, dummy, strlen(dummy)); /* fails, at the same cost */
     }
-    const char *argv[] = {"HMGET", k.s, "nsid", "password", "state"};
-    const size_t argvlen[] = {5, k.len, 4, 8, 5};
-    return conn_redis(ctx, auth_got_record, 5, argv, argvlen);
+    const char *argv[5 + USER_LIMITS_COUNT] = {"HMGET", k.s, "nsid", "password", "state"};
+    size_t argvlen[5 + USER_LIMITS_COUNT] = {5, k.len, 4, 8, 5};
+    for (size_t i = 0; i < USER_LIMITS_COUNT; i++) {
+        argv[5 + i] = user_limits_params[i];
+        argvlen[5 + i] = strlen(user_limits_params[i]);
+    }
+    return conn_redis(ctx, auth_got_record, 5 + USER_LIMITS_COUNT, argv, argvlen);
 }
 
 enum cmd_status auth_verify(struct cmd_ctx *ctx, const char *mech, const char *login,

@@ -36,6 +36,7 @@
 #include "frontend/mboxname.h"
 #include "frontend/msgprep.h"
 #include "frontend/reply.h"
+#include "frontend/user_limits.h"
 #include "keys/keys.h"
 
 #define APPEND_INLINE_MAX (256 * 1024) /* larger messages stream through a staging key */
@@ -314,8 +315,9 @@ static enum cmd_status append_commit(struct cmd_ctx *ctx)
             items[i].raw_len = ctx->args[m->arg].len;
         }
     }
-    /* Per-user quotas come with the user's parameters; none by default. */
-    const struct append_limits limits = {0, 0, LIMITS_MAX_KEYWORDS};
+    /* The user's quotas and keyword limit (param:* of the user record; no quota by default). */
+    const struct user_limits *u = conn_user_limits(ctx->conn);
+    const struct append_limits limits = {u->quota_bytes, u->quota_messages, u->max_keywords};
     struct append_call call;
     append_call_build(ctx->arena, conn_nsid(ctx->conn), st->mbxid, &limits, items, st->n, &call);
     return conn_eval(ctx, append_stored, LUA_SCRIPT_APPEND, call.nkeys, call.argc, call.argv,

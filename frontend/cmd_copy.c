@@ -29,6 +29,7 @@
 #include "frontend/mboxname.h"
 #include "frontend/msgset.h"
 #include "frontend/reply.h"
+#include "frontend/user_limits.h"
 #include "frontend/selected.h"
 #include "keys/keys.h"
 
@@ -190,8 +191,11 @@ static enum cmd_status eval_copy(struct cmd_ctx *ctx, cmd_step *next, const char
         argv[i] = keys[i].s;
         argvlen[i] = keys[i].len;
     }
-    const char *fixed[6] = {mode, st->dst, sel->mbxid, "0", "0",
-                            arena_printf(a, "%d", LIMITS_MAX_KEYWORDS)};
+    const struct user_limits *lim = conn_user_limits(ctx->conn);
+    const char *fixed[6] = {mode, st->dst, sel->mbxid,
+                            arena_printf(a, "%llu", (unsigned long long)lim->quota_bytes),
+                            arena_printf(a, "%llu", (unsigned long long)lim->quota_messages),
+                            arena_printf(a, "%u", (unsigned)lim->max_keywords)};
     for (size_t i = 0; i < 6; i++) {
         argv[nkeys + i] = fixed[i];
         argvlen[nkeys + i] = strlen(fixed[i]);
@@ -429,7 +433,8 @@ static enum cmd_status copy_or_move(struct cmd_ctx *ctx, bool move)
     }
     char *name = arena_alloc(ctx->arena, raw_len + 1);
     const char *code = NULL;
-    struct mboxname_limits lim = {LIMITS_MAX_NAME_LEN, LIMITS_MAX_DEPTH};
+    struct mboxname_limits lim = {conn_user_limits(ctx->conn)->max_name_len,
+                                  conn_user_limits(ctx->conn)->max_depth};
     if (mboxname_validate(raw, raw_len, &lim, name, &code, &error) != 0) {
         reply_tagged(ctx, "NO", "TRYCREATE", "%s: %s", st->name, error);
         return CMD_DONE;

@@ -13,11 +13,10 @@
 #include "frontend/cmd_common.h"
 #include "frontend/commands.h"
 #include "frontend/limits.h"
+#include "frontend/user_limits.h"
 #include "frontend/mailbox.h"
 #include "frontend/reply.h"
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
 
 static enum cmd_status create_done(struct cmd_ctx *ctx)
 {
@@ -61,8 +60,9 @@ enum cmd_status cmd_create(struct cmd_ctx *ctx)
     keys_ns_meta(&keys[0], nsid);
     keys_ns_mailboxes(&keys[1], nsid);
     size_t a = nkeys;
-    argv[a] = STR(LIMITS_MAX_MAILBOXES);
-    argvlen[a++] = strlen(STR(LIMITS_MAX_MAILBOXES));
+    argv[a] = arena_printf(ctx->arena, "%u", (unsigned)conn_user_limits(ctx->conn)->max_mailboxes);
+    argvlen[a] = strlen(argv[a]);
+    a++;
     for (size_t i = 0; i < levels; i++) {
         keys_mbxid_new(ids[i]);
         keys_mbx(&keys[2 + i], nsid, ids[i], KEYS_MBX);

@@ -13,12 +13,11 @@
 
 #include "frontend/cmd_common.h"
 #include "frontend/commands.h"
+#include "frontend/user_limits.h"
 #include "frontend/limits.h"
 #include "frontend/mailbox.h"
 #include "frontend/reply.h"
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
 
 static enum cmd_status rename_done(struct cmd_ctx *ctx)
 {
@@ -52,7 +51,8 @@ enum cmd_status cmd_rename(struct cmd_ctx *ctx)
         keys_mbxid_new(inbox_id);
         keys_mbx(&inbox, nsid, inbox_id, KEYS_MBX);
     }
-    const char *max = STR(LIMITS_MAX_MAILBOXES);
+    const char *max = arena_printf(ctx->arena, "%u",
+                                   (unsigned)conn_user_limits(ctx->conn)->max_mailboxes);
     if (is_inbox) {
         const char *argv[] = {meta.s, mailboxes.s, inbox.s, old, new, inbox_id, max};
         const size_t argvlen[] = {meta.len, mailboxes.len, inbox.len, old_len,

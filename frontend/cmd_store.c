@@ -27,6 +27,7 @@
 #include "frontend/limits.h"
 #include "frontend/msgset.h"
 #include "frontend/reply.h"
+#include "frontend/user_limits.h"
 #include "frontend/selected.h"
 #include "keys/keys.h"
 
@@ -231,7 +232,7 @@ static enum cmd_status send_batch(struct cmd_ctx *ctx)
         argvlen[i] = keys[i].len;
     }
     const char *fixed[5] = {sel->mbxid, st->mode, st->flags, "0",
-                            arena_printf(a, "%d", LIMITS_MAX_KEYWORDS)};
+                            arena_printf(a, "%u", (unsigned)conn_user_limits(ctx->conn)->max_keywords)};
     for (size_t i = 0; i < 5; i++) {
         argv[11 + i] = fixed[i];
         argvlen[11 + i] = strlen(fixed[i]);

@@ -276,6 +276,16 @@ void conn_unselect(struct conn *c)
     set_watching(c, false);
 }
 
+const struct user_limits *conn_user_limits(const struct conn *c)
+{
+    return &c->ulimits;
+}
+
+void conn_set_user_limits(struct conn *c, const struct user_limits *l)
+{
+    c->ulimits = *l;
+}
+
 struct mbxcache *conn_mbxcache(struct conn *c)
 {
     if (c->mbxcache == NULL) {
@@ -859,6 +869,7 @@ int conn_accept(struct frontend *fe, int fd, const struct sockaddr *addr, int ad
         return -1;
     }
     c->fe = fe;
+    user_limits_default(&c->ulimits);
     c->id = ++fe->next_conn_id;
     c->state = CONN_STATE_NOT_AUTH;
     c->limits = &cfg->preauth;

@@ -136,6 +136,13 @@ void conn_select(struct conn *c, struct selected *sel);
 void conn_unselect(struct conn *c);
 
 struct mbxcache;
+struct user_limits;
+
+/* The logged-in user's limits (user_limits.h); defaults until conn_set_user_limits. */
+const struct user_limits *conn_user_limits(const struct conn *c);
+
+/* Replaces the user's limits (copied), at login. */
+void conn_set_user_limits(struct conn *c, const struct user_limits *l);
 
 /* The session's mailbox name -> id memory (mbxcache.h), allocated on first use. */
 struct mbxcache *conn_mbxcache(struct conn *c);

@@ -8,6 +8,7 @@
 #define CIMAP_CONN_PRIVATE_H
 
 #include "frontend/conn.h"
+#include "frontend/user_limits.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -70,6 +71,7 @@ struct conn {
     char nsid[KEYS_NSID_LEN + 1];
     struct selected *selected; /* the selected mailbox, or NULL */
     struct mbxcache *mbxcache; /* name -> mailbox id seen by this session (NULL until used) */
+    struct user_limits ulimits; /* the logged-in user's limits (defaults before login) */
     struct qitem *queue;    /* ring of max_queued + 1 items (one extra for an error) */
     size_t q_cap, q_head, q_len;
     struct cmd_ctx *running;

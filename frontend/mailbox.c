@@ -10,6 +10,7 @@
  * at any time).
  */
 #include "frontend/mailbox.h"
+#include "frontend/user_limits.h"
 
 #include <string.h>
 
@@ -31,9 +32,9 @@ struct lookup {
 
 void mailbox_limits(const struct cmd_ctx *ctx, struct mboxname_limits *out)
 {
-    (void)ctx; /* per-user `param:*` overrides are not read yet */
-    out->max_len = LIMITS_MAX_NAME_LEN;
-    out->max_depth = LIMITS_MAX_DEPTH;
+    const struct user_limits *u = conn_user_limits(ctx->conn); /* param:* of the user record */
+    out->max_len = u->max_name_len;
+    out->max_depth = u->max_depth;
 }
 
 const char *mailbox_arg_name(struct cmd_ctx *ctx, const struct imap_arg *arg,

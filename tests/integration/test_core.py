@@ -239,6 +239,43 @@ class AdminCreatedUserTest(unittest.TestCase):
         self.assertEqual(code, 0)
 
 
+class UserParamsTest(unittest.TestCase):
+    """Per-user limits from `cimap-admin set-user --param` apply at the next login."""
+
+    def test_quota_and_mailbox_limit(self):
+        redis = harness.Redis()
+        server = harness.Cimapd(redis.url, demo=False)
+        try:
+            out = subprocess.run([harness.CIMAP_ADMIN, "--redis", redis.url, "set-user", "quota",
+                                  "--password-stdin", "--kdf-cost", harness.TEST_KDF_COST,
+                                  "--param", "quota_messages=2", "--param", "max_mailboxes=7",
+                                  "--param", "max_name_len=10"],
+                                 input="pw\n", capture_output=True, text=True)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            c = imaplib.IMAP4("127.0.0.1", server.port)
+            self.assertEqual(c.login("quota", "pw")[0], "OK")
+            msg = b"From: a@example.org\r\nSubject: q\r\n\r\nbody\r\n"
+            self.assertEqual(c.append("INBOX", None, None, msg)[0], "OK")
+            self.assertEqual(c.append("Sent", None, None, msg + b"2")[0], "OK")
+            typ, data = c.append("INBOX", None, None, msg + b"3")
+            self.assertEqual(typ, "NO")
+            self.assertIn(b"[OVERQUOTA]", data[0])
+            self.assertEqual(c.create("Seventh")[0], "OK")   # 6 default mailboxes + 1
+            typ, data = c.create("Eighth")
+            self.assertEqual(typ, "NO")
+            self.assertIn(b"[LIMIT]", data[0])
+            c.delete("Seventh")
+            typ, data = c.create("ElevenChars")               # longer than max_name_len
+            self.assertEqual(typ, "NO")
+            self.assertIn(b"[LIMIT]", data[0])
+            c.logout()
+        finally:
+            code = server.stop()
+            server.cleanup()
+            redis.stop()
+        self.assertEqual(code, 0)
+
+
 class RedisOutageTest(unittest.TestCase):
     """Redis killed mid-session: NO [UNAVAILABLE], then recovery with scripts reloaded."""
 
