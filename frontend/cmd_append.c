@@ -36,6 +36,8 @@
 #include "frontend/mboxname.h"
 #include "frontend/msgprep.h"
 #include "frontend/reply.h"
+#include "frontend/selected.h"
+#include "frontend/updates.h"
 #include "frontend/user_limits.h"
 #include "keys/keys.h"
 
@@ -68,6 +70,7 @@ struct append_state {
     bool failed;                 /* a staging write failed: answer NO at the end */
     char fail_text[160];
     char mbxid[KEYS_MBXID_LEN + 1];
+    const char *ok_text;         /* the tagged OK, once stored (arena) */
 };
 
 static void append_cleanup(struct cmd_ctx *ctx)
@@ -277,8 +280,16 @@ static int prepare_message(struct cmd_ctx *ctx, struct append_msg *m, const char
     return msgprep_render(&m->prep, error_r);
 }
 
+static enum cmd_status append_reply(struct cmd_ctx *ctx)
+{
+    struct append_state *st = ctx->state;
+    reply_tagged(ctx, "OK", NULL, "%s", st->ok_text);
+    return CMD_DONE;
+}
+
 static enum cmd_status append_stored(struct cmd_ctx *ctx)
 {
+    struct append_state *st = ctx->state;
     const struct store_result *res = ctx->store;
     if (res->status != STORE_OK)
         return cmd_store_failed(ctx, res, "APPEND");
@@ -291,11 +302,17 @@ static enum cmd_status append_stored(struct cmd_ctx *ctx)
     long long first = r->element[1]->integer;
     long long last = r->element[2]->integer;
     if (first == last)
-        reply_tagged(ctx, "OK", NULL, "[APPENDUID %lld %lld] APPEND completed", uidvalidity, first);
+        st->ok_text = arena_printf(ctx->arena, "[APPENDUID %lld %lld] APPEND completed", uidvalidity,
+                                   first);
     else
-        reply_tagged(ctx, "OK", NULL, "[APPENDUID %lld %lld:%lld] APPEND completed", uidvalidity,
-                     first, last);
-    return CMD_DONE;
+        st->ok_text = arena_printf(ctx->arena, "[APPENDUID %lld %lld:%lld] APPEND completed",
+                                   uidvalidity, first, last);
+    /* RFC 3501 §6.3.11: appending to the selected mailbox announces the new messages (EXISTS)
+     * before the tagged OK, so the client can use the APPENDUID at once. */
+    const struct selected *sel = conn_selected(ctx->conn);
+    if (sel != NULL && strcmp(sel->mbxid, st->mbxid) == 0)
+        return updates_run(ctx, append_reply);
+    return append_reply(ctx);
 }
 
 static enum cmd_status append_commit(struct cmd_ctx *ctx)

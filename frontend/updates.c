@@ -429,6 +429,7 @@ static enum cmd_status report_flags(struct cmd_ctx *ctx)
     if (u->flag_pos >= u->nflag)
         return done_reading(ctx);
     if (u->flag_pos == 0) { /* one report per message, in UID order */
+        tell_exists(ctx); /* a FETCH may name a message appended in this run */
         qsort(u->flag_uids, u->nflag, sizeof(uint32_t), cmp_u32);
         size_t w = 0;
         for (size_t i = 0; i < u->nflag; i++) {

@@ -88,6 +88,7 @@ class Copy:
     def __init__(self, uids):
         self.uids = list(uids)
         self.seen_max = max(self.uids) if self.uids else 0  # UIDs are announced in order
+        self.flags = {}  # UID -> flags last reported by an unsolicited FETCH
 
     def apply(self, line, model_appended):
         m = re.match(r"\* (\d+) EXISTS$", line)
@@ -108,6 +109,14 @@ class Copy:
             if not 1 <= seq <= len(self.uids):
                 raise AssertionError("EXPUNGE %d out of range (%d)" % (seq, len(self.uids)))
             del self.uids[seq - 1]
+            return
+        m = re.match(r"\* (\d+) FETCH \(UID (\d+) FLAGS \(([^)]*)\)\)$", line)
+        if m:
+            seq, uid = int(m.group(1)), int(m.group(2))
+            if not 1 <= seq <= len(self.uids) or self.uids[seq - 1] != uid:
+                raise AssertionError("FETCH %d names UID %d, the session has %r there"
+                                     % (seq, uid, self.uids[seq - 1] if 1 <= seq <= len(self.uids) else None))
+            self.flags[uid] = set(m.group(3).split()) - {"\\Recent"}
 
 
 class LiveUpdatesTest(unittest.TestCase):
@@ -201,25 +210,41 @@ class LiveUpdatesTest(unittest.TestCase):
         nooper = self.session(c, "Live")
         model = []          # UIDs in the mailbox, ascending
         appended = []       # every UID ever appended, ascending
-        deleted = set()
+        flags = {}          # UID -> set of flags
+        changed = set()     # UIDs whose flags a STORE changed (their FETCH must arrive)
+        w.command("o CREATE Other")
         idle_copy, noop_copy = Copy([]), Copy([])
         ops = 1000 if not harness.SANITIZED else 300
         for step in range(ops):
             r = rnd.random()
-            if r < 0.6 or not model:
+            if r < 0.5 or len(model) < 3:
                 n = rnd.randint(1, 3)
                 dele = rnd.random() < 0.3
                 uids = self.append(w, n, deleted=dele)
                 model += uids
                 appended += uids
-                if dele:
-                    deleted.update(uids)
+                for u in uids:
+                    flags[u] = {"\\Deleted"} if dele else set()
+            elif r < 0.7:
+                picked = sorted(rnd.sample(model, min(3, len(model))))
+                flag = rnd.choice(["\\Flagged", "\\Seen", "\\Deleted"])
+                add = rnd.random() < 0.6
+                w.command("s UID STORE %s %sFLAGS.SILENT (%s)"
+                          % (",".join(map(str, picked)), "+" if add else "-", flag))
+                for u in picked:
+                    before = set(flags[u])
+                    (flags[u].add if add else flags[u].discard)(flag)
+                    if flags[u] != before:  # no change, no log entry, no FETCH
+                        changed.add(u)
+            elif r < 0.85:
+                picked = sorted(rnd.sample(model, min(rnd.randint(1, 3), len(model))))
+                w.command("m UID MOVE %s Other" % ",".join(map(str, picked)))
+                model = [u for u in model if u not in picked]
             else:
                 # expunge every \Deleted message through the writer's session
                 w.command("e CLOSE")
                 w.command("x SELECT Live")
-                model = [u for u in model if u not in deleted]
-                deleted.clear()
+                model = [u for u in model if "\\Deleted" not in flags[u]]
             if rnd.random() < 0.2:
                 for line in nooper.command("n NOOP")[:-1]:
                     noop_copy.apply(line, appended)
@@ -230,12 +255,16 @@ class LiveUpdatesTest(unittest.TestCase):
                     break
                 self.assertIsNotNone(line, "IDLE session closed")
                 idle_copy.apply(line, appended)
-        # quiesce and compare
+        # quiesce and compare: the same messages in the same order, and the last flags reported
+        # for every message a STORE changed are its flags now
         for line in nooper.command("n NOOP")[:-1]:
             noop_copy.apply(line, appended)
         self.assertEqual(noop_copy.uids, model)
         deadline = time.monotonic() + 10
-        while idle_copy.uids != model and time.monotonic() < deadline:
+        want = {u: flags[u] for u in changed if u in model}
+        def idle_done():
+            return idle_copy.uids == model and all(idle_copy.flags.get(u) == f for u, f in want.items())
+        while not idle_done() and time.monotonic() < deadline:
             try:
                 line = idler.lines.get(timeout=0.2)
             except queue.Empty:
@@ -243,6 +272,8 @@ class LiveUpdatesTest(unittest.TestCase):
             self.assertIsNotNone(line)
             idle_copy.apply(line, appended)
         self.assertEqual(idle_copy.uids, model)
+        for copy in (idle_copy, noop_copy):
+            self.assertEqual({u: copy.flags.get(u) for u in want}, want)
         idler.send("DONE")
         idler.expect(lambda l: l == "i OK IDLE terminated")
 

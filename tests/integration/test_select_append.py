@@ -204,6 +204,21 @@ class SelectAppendTest(unittest.TestCase):
         self.assertTrue(any(l.startswith("p1 OK [APPENDUID ") for l in lines), lines)
         self.assertIn(b"MESSAGES 1", c.status(box, "(MESSAGES)")[1][0])
 
+    def test_append_to_selected_mailbox_announces_exists(self):
+        c = self.imap()
+        self.fresh_mailbox(c, "SelApp")
+        r = self.raw()
+        r.send("v1 SELECT SelApp\r\n")
+        self.assertIn("* 0 EXISTS", r.until_tagged("v1"))
+        body = message("selapp")
+        r.send(b"v2 APPEND SelApp {%d+}\r\n%s\r\n" % (len(body), body))
+        lines = r.until_tagged("v2")
+        self.assertEqual(lines[0], "* 1 EXISTS")  # before the tagged OK (RFC 3501 §6.3.11)
+        self.assertRegex(lines[-1], r"^v2 OK \[APPENDUID \d+ 1\] APPEND completed$")
+        r.send("v3 UID FETCH 1 (FLAGS)\r\n")
+        lines = r.until_tagged("v3")
+        self.assertTrue(any(l.startswith("* 1 FETCH (UID 1 FLAGS (") for l in lines), lines)
+
     def test_status_follows_rename_and_recreate(self):
         # STATUS remembers name -> id per session; a rename or re-create must not fool it.
         c = self.imap()
