@@ -36,122 +36,23 @@
 #include "frontend/log.h"
 #include "frontend/pubsub.h"
 #include "keys/keys.h"
+#include "redis_fixture.h"
 
-#ifndef CIMAP_REDIS_SERVER
-#define CIMAP_REDIS_SERVER "/usr/bin/redis-server"
-#endif
 
 /* ---- redis-server processes ----------------------------------------------------------------- */
-
-struct redis_proc {
-    pid_t pid;
-    uint16_t port;
-};
 
 static struct redis_proc main_redis = {-1, 0};
 static struct redis_proc extra_redis = {-1, 0};
 
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t len = sizeof(sa);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static redisContext *redis_sync_connect(uint16_t port)
-{
-    struct timeval tv = {0, 300000};
-    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (ctx == NULL)
-        return NULL;
-    if (ctx->err != 0 || redisSetTimeout(ctx, (struct timeval){5, 0}) != REDIS_OK) {
-        redisFree(ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
-static bool redis_pings(uint16_t port)
-{
-    redisContext *ctx = redis_sync_connect(port);
-    if (ctx == NULL)
-        return false;
-    redisReply *r = redisCommand(ctx, "PING");
-    bool ok = r != NULL && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
-    if (r != NULL)
-        freeReplyObject(r);
-    redisFree(ctx);
-    return ok;
-}
-
-static void redis_start(struct redis_proc *p)
-{
-    char port[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)p->port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) {
-            dup2(devnull, STDOUT_FILENO);
-            dup2(devnull, STDERR_FILENO);
-        }
-        const char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no", "--daemonize", "no",
-                              "--enable-debug-command", "yes", "--dir", "/tmp", NULL};
-        execv(CIMAP_REDIS_SERVER, (char *const *)argv);
-        _exit(127);
-    }
-    p->pid = pid;
-    long long deadline = now_ms() + 5000;
-    while (!redis_pings(p->port)) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            p->pid = -1;
-            fail_msg("redis-server exited during start-up (status %d)", status);
-        }
-        if (now_ms() > deadline)
-            fail_msg("redis-server did not answer PING on port %u", (unsigned)p->port);
-        usleep(10000);
-    }
-}
-
-static void redis_kill(struct redis_proc *p)
-{
-    if (p->pid > 0) {
-        kill(p->pid, SIGCONT); /* in case a scenario left it stopped */
-        kill(p->pid, SIGKILL);
-        while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        p->pid = -1;
-    }
-}
-
 static void kill_all_redis(void)
 {
-    redis_kill(&main_redis);
-    redis_kill(&extra_redis);
+    fixture_redis_kill(&main_redis);
+    fixture_redis_kill(&extra_redis);
 }
 
 static redisReply *redis_sync(const char *fmt, ...)
 {
-    redisContext *ctx = redis_sync_connect(main_redis.port);
+    redisContext *ctx = fixture_redis_connect(main_redis.port);
     assert_non_null(ctx);
     va_list ap;
     va_start(ap, fmt);
@@ -267,8 +168,8 @@ static bool run_until(pred_fn *pred, void *arg, int timeout_ms)
     assert_non_null(tick);
     struct timeval tv = {0, 5000};
     assert_int_equal(event_add(tick, &tv), 0);
-    long long deadline = now_ms() + timeout_ms;
-    while ((pred == NULL || !pred(arg)) && now_ms() < deadline)
+    long long deadline = fixture_now_ms() + timeout_ms;
+    while ((pred == NULL || !pred(arg)) && fixture_now_ms() < deadline)
         event_base_loop(base, EVLOOP_ONCE);
     event_free(tick);
     return pred != NULL && pred(arg);
@@ -321,9 +222,9 @@ static void wait_msgs(int total, int timeout_ms)
 /* Runs the loop until NUMSUB of nsid i is want (the (UN)SUBSCRIBE has reached Redis). */
 static void wait_numsub(unsigned i, long long want, int timeout_ms)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = fixture_now_ms() + timeout_ms;
     long long n;
-    while ((n = numsub(i)) != want && now_ms() < deadline)
+    while ((n = numsub(i)) != want && fixture_now_ms() < deadline)
         run_for(5);
     if (n != want)
         fail_msg("NUMSUB of nsid %u: %lld, want %lld", i, n, want);
@@ -381,9 +282,9 @@ static struct pubsub_stats stats(void)
 static int group_setup(void **state)
 {
     (void)state;
-    main_redis.port = free_port();
+    main_redis.port = fixture_free_port();
     atexit(kill_all_redis);
-    redis_start(&main_redis);
+    fixture_redis_start(&main_redis, false, NULL);
     return 0;
 }
 
@@ -399,9 +300,9 @@ static int loop_setup(void **state)
     (void)state;
     memset(&rec, 0, sizeof(rec));
     hook = NULL;
-    if (main_redis.pid <= 0 || !redis_pings(main_redis.port)) {
-        redis_kill(&main_redis);
-        redis_start(&main_redis);
+    if (main_redis.pid <= 0 || !fixture_redis_pings(main_redis.port)) {
+        fixture_redis_kill(&main_redis);
+        fixture_redis_start(&main_redis, false, NULL);
     }
     base = event_base_new();
     assert_non_null(base);
@@ -571,7 +472,7 @@ static void test_many(void **state)
     assert_int_equal(r->elements, n);
     freeReplyObject(r);
 
-    redisContext *ctx = redis_sync_connect(main_redis.port);
+    redisContext *ctx = fixture_redis_connect(main_redis.port);
     assert_non_null(ctx);
     for (unsigned i = 0; i < n; i++) {
         struct key k;
@@ -628,12 +529,12 @@ static void test_redis_restart(void **state)
     watch(12);
     wait_ready(2000);
     assert_int_equal(rec.total_resync, 3);
-    redis_kill(&main_redis);
+    fixture_redis_kill(&main_redis);
     assert_true(run_until(pred_not_ready, NULL, 2000));
     run_for(300); /* a few refused reconnects */
     assert_false(pubsub_ready(ps));
     assert_int_equal(rec.total_resync, 3);
-    redis_start(&main_redis);
+    fixture_redis_start(&main_redis, false, NULL);
     wait_resyncs(6, 3000);
     for (unsigned i = 10; i <= 12; i++)
         assert_int_equal(rec.resync[i], 2);
@@ -650,18 +551,18 @@ static void test_redis_restart(void **state)
 static void test_connect_later(void **state)
 {
     (void)state;
-    extra_redis.port = free_port();
+    extra_redis.port = fixture_free_port();
     ps = new_pubsub(url_for("localhost", extra_redis.port), 1000, 1000); /* via evdns */
     watch(20);
     run_for(300);
     assert_false(pubsub_ready(ps));
     assert_int_equal(rec.total_resync, 0);
-    redis_start(&extra_redis);
+    fixture_redis_start(&extra_redis, false, NULL);
     wait_resyncs(1, 3000);
     assert_int_equal(rec.resync[20], 1);
     assert_int_equal(stats().reconnects, 0); /* the first connection, not a re-connection */
     pubsub_free(&ps);
-    redis_kill(&extra_redis);
+    fixture_redis_kill(&extra_redis);
 }
 
 struct stall {
@@ -673,7 +574,7 @@ static bool pred_stall_noticed(void *arg)
 {
     struct stall *s = arg;
     if (!pubsub_ready(ps) && s->noticed == 0)
-        s->noticed = now_ms();
+        s->noticed = fixture_now_ms();
     return s->noticed != 0;
 }
 
@@ -689,7 +590,7 @@ static void test_keepalive_sigstop(void **state)
     assert_true(pubsub_ready(ps));
     assert_int_equal(stats().keepalive_timeouts, 0);
     assert_int_equal(kill(main_redis.pid, SIGSTOP), 0);
-    struct stall s = {now_ms(), 0};
+    struct stall s = {fixture_now_ms(), 0};
     bool noticed = run_until(pred_stall_noticed, &s, 3000);
     assert_int_equal(kill(main_redis.pid, SIGCONT), 0);
     assert_true(noticed);
@@ -712,13 +613,13 @@ static void test_keepalive_debug_sleep(void **state)
     ps = new_pubsub(url_for("127.0.0.1", main_redis.port), interval, timeout);
     watch(31);
     wait_ready(2000);
-    redisContext *ctx = redis_sync_connect(main_redis.port);
+    redisContext *ctx = fixture_redis_connect(main_redis.port);
     assert_non_null(ctx);
     assert_int_equal(redisAppendCommand(ctx, "DEBUG SLEEP 1"), REDIS_OK);
     int done = 0;
     while (!done)
         assert_int_equal(redisBufferWrite(ctx, &done), REDIS_OK);
-    struct stall s = {now_ms(), 0};
+    struct stall s = {fixture_now_ms(), 0};
     assert_true(run_until(pred_stall_noticed, &s, 3000));
     assert_true(s.noticed - s.started <= interval + timeout + 150);
     void *reply = NULL;
@@ -813,7 +714,7 @@ static void test_free_with_watchers(void **state)
     pubsub_free(&ps);
     assert_int_equal(kill(main_redis.pid, SIGCONT), 0);
     /* Never connected, resolving a name, and a dropped connection about to be freed. */
-    ps = new_pubsub(url_for("127.0.0.1", free_port()), 1000, 1000);
+    ps = new_pubsub(url_for("127.0.0.1", fixture_free_port()), 1000, 1000);
     watch(1);
     run_for(50);
     pubsub_free(&ps);

@@ -35,36 +35,15 @@
 #include "frontend/log.h"
 #include "frontend/store.h"
 #include "lua/scripts.h"
+#include "redis_fixture.h"
 
-#ifndef CIMAP_REDIS_SERVER
-#define CIMAP_REDIS_SERVER "/usr/bin/redis-server"
-#endif
 
 /* ---- redis-server processes ----------------------------------------------------------------- */
 
-struct redis_proc {
-    pid_t pid;
-    uint16_t port;
-};
 
 static struct redis_proc main_redis = {-1, 0};
 static struct redis_proc extra_redis = {-1, 0};
 static bool have_ipv6;
-
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t len = sizeof(sa);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static bool ipv6_loopback_ok(void)
 {
@@ -80,113 +59,17 @@ static bool ipv6_loopback_ok(void)
     return ok;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Synchronous hiredis connection for test-side setup; NULL if Redis does not answer. */
-static redisContext *redis_sync_connect(uint16_t port)
-{
-    struct timeval tv = {0, 300000};
-    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (ctx == NULL)
-        return NULL;
-    if (ctx->err != 0 || redisSetTimeout(ctx, (struct timeval){5, 0}) != REDIS_OK) {
-        redisFree(ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
-static bool redis_pings(uint16_t port)
-{
-    redisContext *ctx = redis_sync_connect(port);
-    if (ctx == NULL)
-        return false;
-    redisReply *r = redisCommand(ctx, "PING");
-    bool ok = r != NULL && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
-    if (r != NULL)
-        freeReplyObject(r);
-    redisFree(ctx);
-    return ok;
-}
-
-/* Starts redis-server on p->port; extra: more arguments, NULL-terminated (or NULL). */
-static void redis_start(struct redis_proc *p, const char *const *extra)
-{
-    char port[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)p->port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) {
-            dup2(devnull, STDOUT_FILENO);
-            dup2(devnull, STDERR_FILENO);
-        }
-        const char *argv[24];
-        int n = 0;
-        argv[n++] = "redis-server";
-        argv[n++] = "--port";
-        argv[n++] = port;
-        argv[n++] = "--bind"; /* one argv per address: redis-server quotes each one */
-        argv[n++] = "127.0.0.1";
-        if (have_ipv6)
-            argv[n++] = "::1";
-        argv[n++] = "--save";
-        argv[n++] = "";
-        argv[n++] = "--appendonly";
-        argv[n++] = "no";
-        argv[n++] = "--daemonize";
-        argv[n++] = "no";
-        argv[n++] = "--enable-debug-command";
-        argv[n++] = "yes";
-        argv[n++] = "--dir";
-        argv[n++] = "/tmp";
-        for (int i = 0; extra != NULL && extra[i] != NULL && n < 23; i++)
-            argv[n++] = extra[i];
-        argv[n] = NULL;
-        execv(CIMAP_REDIS_SERVER, (char *const *)argv);
-        _exit(127);
-    }
-    p->pid = pid;
-    long long deadline = now_ms() + 5000;
-    while (!redis_pings(p->port)) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            p->pid = -1;
-            fail_msg("redis-server exited during start-up (status %d)", status);
-        }
-        if (now_ms() > deadline)
-            fail_msg("redis-server did not answer PING on port %u", (unsigned)p->port);
-        usleep(10000);
-    }
-}
-
-static void redis_kill(struct redis_proc *p)
-{
-    if (p->pid > 0) {
-        kill(p->pid, SIGKILL);
-        while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        p->pid = -1;
-    }
-}
-
 static void kill_all_redis(void)
 {
-    redis_kill(&main_redis);
-    redis_kill(&extra_redis);
+    fixture_redis_kill(&main_redis);
+    fixture_redis_kill(&extra_redis);
 }
 
 /* Runs one command on a fresh synchronous connection; returns the reply (caller frees). */
 static redisReply *redis_sync(const char *fmt, ...)
 {
-    redisContext *ctx = redis_sync_connect(main_redis.port);
+    redisContext *ctx = fixture_redis_connect(main_redis.port);
     assert_non_null(ctx);
     va_list ap;
     va_start(ap, fmt);
@@ -225,8 +108,8 @@ static bool run_until(pred_fn *pred, void *arg, int timeout_ms)
     assert_non_null(tick);
     struct timeval tv = {0, 5000};
     assert_int_equal(event_add(tick, &tv), 0);
-    long long deadline = now_ms() + timeout_ms;
-    while ((pred == NULL || !pred(arg)) && now_ms() < deadline)
+    long long deadline = fixture_now_ms() + timeout_ms;
+    while ((pred == NULL || !pred(arg)) && fixture_now_ms() < deadline)
         event_base_loop(base, EVLOOP_ONCE);
     event_free(tick);
     return pred != NULL && pred(arg);
@@ -396,9 +279,9 @@ static int group_setup(void **state)
 {
     (void)state;
     have_ipv6 = ipv6_loopback_ok();
-    main_redis.port = free_port();
+    main_redis.port = fixture_free_port();
     atexit(kill_all_redis);
-    redis_start(&main_redis, NULL);
+    fixture_redis_start(&main_redis, have_ipv6, NULL);
     return 0;
 }
 
@@ -413,9 +296,9 @@ static int loop_setup(void **state)
 {
     (void)state;
     memset(cap, 0, sizeof(cap));
-    if (main_redis.pid <= 0 || !redis_pings(main_redis.port)) {
-        redis_kill(&main_redis);
-        redis_start(&main_redis, NULL);
+    if (main_redis.pid <= 0 || !fixture_redis_pings(main_redis.port)) {
+        fixture_redis_kill(&main_redis);
+        fixture_redis_start(&main_redis, have_ipv6, NULL);
     }
     base = event_base_new();
     assert_non_null(base);
@@ -522,7 +405,7 @@ static void test_bad_config(void **state)
 static void test_not_connected(void **state)
 {
     (void)state;
-    struct store *s = new_store(url_for("127.0.0.1", free_port()), 2, 1000);
+    struct store *s = new_store(url_for("127.0.0.1", fixture_free_port()), 2, 1000);
     assert_false(store_ready(s));
     cmd(s, 0, 0, 1, "PING");
     wait_called(0, 2000);
@@ -655,11 +538,11 @@ static void test_timeout_and_recovery(void **state)
     (void)state;
     struct store *s = new_store(url_for("127.0.0.1", main_redis.port), 1, 300);
     wait_connected(s, 1, 3000);
-    long long t0 = now_ms();
+    long long t0 = fixture_now_ms();
     cmd(s, 0, 0, 3, "DEBUG", "SLEEP", "1");
     cmd(s, 0, 1, 1, "PING");
     wait_called(0, 2000);
-    assert_true(now_ms() - t0 >= 250); /* answered by the timer, well before Redis wakes */
+    assert_true(fixture_now_ms() - t0 >= 250); /* answered by the timer, well before Redis wakes */
     assert_int_equal(cap[0].status, STORE_UNAVAILABLE);
     assert_string_equal(cap[0].error, "timeout");
     wait_called(1, 1000);
@@ -746,9 +629,9 @@ static void test_maxmemory_policy_warning(void **state)
 static void test_maxmemory_policy_unchecked(void **state)
 {
     (void)state;
-    extra_redis.port = free_port();
+    extra_redis.port = fixture_free_port();
     static const char *const no_config[] = {"--rename-command", "CONFIG", "", NULL};
-    redis_start(&extra_redis, no_config);
+    fixture_redis_start(&extra_redis, have_ipv6, no_config);
     stderr_capture_begin();
     struct store *s = new_store(url_for("127.0.0.1", extra_redis.port), 1, 2000);
     struct ready_want w = {s, 1};
@@ -761,7 +644,7 @@ static void test_maxmemory_policy_unchecked(void **state)
     assert_non_null(strstr(log, "policy=unknown"));
     assert_non_null(strstr(log, "could not check maxmemory-policy"));
     store_free(&s);
-    redis_kill(&extra_redis);
+    fixture_redis_kill(&extra_redis);
 }
 
 /* SIGKILL Redis mid-use, then restart it on the same port. */
@@ -775,7 +658,7 @@ static void test_kill_and_restart(void **state)
     cmd(s, 1, 2, 2, "BLPOP", "test:never", "0"); /* pending on the other connection */
     run_for(100);
     assert_int_equal(cap[0].calls + cap[1].calls + cap[2].calls, 0);
-    redis_kill(&main_redis);
+    fixture_redis_kill(&main_redis);
     wait_called(0, 2000);
     wait_called(1, 2000);
     wait_called(2, 2000);
@@ -792,7 +675,7 @@ static void test_kill_and_restart(void **state)
     assert_string_equal(cap[3].error, "redis not connected");
     assert_int_equal(cap[4].status, STORE_UNAVAILABLE);
     run_for(300); /* a few refused reconnects */
-    redis_start(&main_redis, NULL);
+    fixture_redis_start(&main_redis, have_ipv6, NULL);
     wait_connected(s, 2, 3000);
     /* The new server never saw a SCRIPT LOAD but from the store's handshake. */
     const struct lua_script *ping = &lua_scripts[LUA_SCRIPT_PING];
@@ -848,7 +731,7 @@ static void test_select_db(void **state)
     assert_int_equal(cap[0].status, STORE_OK);
     assert_int_equal(cap[1].status, STORE_OK);
     store_free(&s);
-    redisContext *ctx = redis_sync_connect(main_redis.port);
+    redisContext *ctx = fixture_redis_connect(main_redis.port);
     assert_non_null(ctx);
     redisReply *r = redisCommand(ctx, "SELECT 3");
     assert_non_null(r);
@@ -1039,7 +922,7 @@ static void test_free_with_pending(void **state)
     assert_int_equal(free_reissued, 1);
     /* And a store that never connected, with deferred requests. */
     free_answers = free_reissued = 0;
-    free_store = new_store(url_for("127.0.0.1", free_port()), 1, 2000);
+    free_store = new_store(url_for("127.0.0.1", fixture_free_port()), 1, 2000);
     for (uint64_t i = 10; i < 20; i++)
         store_command(free_store, 0, free_cb, i, 3, argv, lens);
     store_free(&free_store);
