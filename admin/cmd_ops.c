@@ -706,6 +706,46 @@ static int collect_key(void *ctx, const char *key, size_t len)
     return names_add(ctx, key, len);
 }
 
+/*
+ * After a repair of one mailbox: its column caches (frontend/colcache.h) may contradict the
+ * rewritten columns, so they go (cache_drop.lua, 1,000 keys per call); readers rebuild them.
+ */
+static int fsck_drop_caches(struct db *d, const char *nsid, const char *mbxid)
+{
+    struct key mbx, meta;
+    keys_mbx(&mbx, nsid, mbxid, KEYS_MBX);
+    keys_ns_meta(&meta, nsid);
+    char pattern[KEYS_MAX_LEN + 16];
+    snprintf(pattern, sizeof(pattern), "%s/cache/*", mbx.s);
+    struct names found = {0};
+    int rc = scan_keys(d, pattern, collect_key, &found);
+    for (size_t at = 0; rc == ADMIN_EX_OK && at < found.n; at += 1000) {
+        size_t m = found.n - at < 1000 ? found.n - at : 1000;
+        const char *keys[2 + 1000];
+        size_t keylen[2 + 1000];
+        keys[0] = meta.s;
+        keylen[0] = meta.len;
+        keys[1] = mbx.s;
+        keylen[1] = mbx.len;
+        for (size_t i = 0; i < m; i++) {
+            keys[2 + i] = found.v[at + i];
+            keylen[2 + i] = strlen(found.v[at + i]);
+        }
+        const char *args[] = {mbxid};
+        const size_t arglen[] = {KEYS_MBXID_LEN};
+        redisReply *reply;
+        const char *error;
+        if (db_script(d, LUA_SCRIPT_CACHE_DROP, 2 + m, keys, keylen, 1, args, arglen, &reply,
+                      &error) != 0) {
+            rc = admin_db_fail(d, "cannot drop column caches", error);
+            break;
+        }
+        freeReplyObject(reply);
+    }
+    names_free(&found);
+    return rc;
+}
+
 int cmd_fsck(struct admin *adm, int argc, char **argv)
 {
     struct ops_opts o;
@@ -777,6 +817,8 @@ int cmd_fsck(struct admin *adm, int argc, char **argv)
         char what[1100];
         snprintf(what, sizeof(what), "mailbox %s", name);
         rc = fsck_call(&st, what, 1 + KEYS_MBX_PART_COUNT, keys, keylen, 3, args, arglen);
+        if (rc == ADMIN_EX_OK && o.repair)
+            rc = fsck_drop_caches(d, nsid, ids.v[i]);
     }
     if (rc != ADMIN_EX_OK)
         goto out;
@@ -917,12 +959,14 @@ static int purge_mailbox(struct db *d, const char *nsid, const char *mbxid, stru
                 return admin_db_fail(d, "cannot read a trashed mailbox", error);
             }
         }
-        const char **keys = malloc((fixed + n) * sizeof(*keys));
-        size_t *keylen = malloc((fixed + n) * sizeof(*keylen));
-        struct key *content = malloc((n + 1) * sizeof(*content));
+        const char **keys = malloc((fixed + 3 * n) * sizeof(*keys));
+        size_t *keylen = malloc((fixed + 3 * n) * sizeof(*keylen));
+        struct key *content = malloc((3 * n + 1) * sizeof(*content));
+        uint32_t *chunks = malloc((n + 1) * sizeof(*chunks));
         const char **args = malloc((1 + n) * sizeof(*args));
         size_t *arglen = malloc((1 + n) * sizeof(*arglen));
-        if (keys == NULL || keylen == NULL || content == NULL || args == NULL || arglen == NULL)
+        if (keys == NULL || keylen == NULL || content == NULL || args == NULL || arglen == NULL ||
+            chunks == NULL)
             abort();
         for (size_t i = 0; i < fixed; i++) {
             keys[i] = kv[i].s;
@@ -946,9 +990,22 @@ static int purge_mailbox(struct db *d, const char *nsid, const char *mbxid, stru
             args[1 + i] = uids->element[i]->str;
             arglen[1 + i] = uids->element[i]->len;
         }
+        /* The column caches of the batch's chunks (mbx_purge.lua deletes them). */
+        for (size_t i = 0; i < n; i++)
+            chunks[i] = (uint32_t)strtoul(uids->element[i]->str, NULL, 10);
+        size_t nchunks = keys_cache_chunks(chunks, n, chunks);
+        for (size_t i = 0; i < nchunks; i++) {
+            keys_mbx_cache(&content[n + 2 * i], nsid, mbxid, 'f', chunks[i]);
+            keys_mbx_cache(&content[n + 2 * i + 1], nsid, mbxid, 'm', chunks[i]);
+        }
+        for (size_t i = 0; i < 2 * nchunks; i++) {
+            keys[fixed + n + i] = content[n + i].s;
+            keylen[fixed + n + i] = content[n + i].len;
+        }
         redisReply *reply;
-        int r = db_script(d, LUA_SCRIPT_MBX_PURGE, fixed + n, keys, keylen, 1 + n, args, arglen,
-                          &reply, &error);
+        int r = db_script(d, LUA_SCRIPT_MBX_PURGE, fixed + n + 2 * nchunks, keys, keylen, 1 + n,
+                          args, arglen, &reply, &error);
+        free(chunks);
         free(keys);
         free(keylen);
         free(content);

@@ -45,6 +45,8 @@ struct delete_state {
     char (*content)[CONTENT_KEY_MAX];
     const char **argv;
     size_t *argvlen;
+    struct key *cache;                          /* the batch's column-cache keys */
+    uint32_t *chunks;
     uint64_t released;
     uint64_t remaining;                         /* after the last batch; 0 before the first */
     unsigned sweeps;                            /* leftover trash entries purged after ours */
@@ -154,6 +156,21 @@ static enum cmd_status purge_send(struct cmd_ctx *ctx)
         argv[PURGE_FIXED_KEYS + i] = st->content[i];
         argvlen[PURGE_FIXED_KEYS + i] = strlen(st->content[i]);
     }
+    /* The column caches of the batch's chunks (mbx_purge.lua deletes them). */
+    uint32_t *uids32 = st->n > 0 ? st->chunks : NULL;
+    for (size_t i = 0; i < st->n; i++)
+        uids32[i] = (uint32_t)strtoul(st->uids[i], NULL, 10);
+    size_t nchunks = st->n > 0 ? keys_cache_chunks(uids32, st->n, st->chunks) : 0;
+    if (nchunks > 0 && st->cache == NULL)
+        st->cache = arena_alloc(ctx->arena, 2 * LIMITS_PURGE_BATCH * sizeof(*st->cache));
+    for (size_t i = 0; i < nchunks; i++) {
+        keys_mbx_cache(&st->cache[2 * i], nsid, st->mbxid, 'f', st->chunks[i]);
+        keys_mbx_cache(&st->cache[2 * i + 1], nsid, st->mbxid, 'm', st->chunks[i]);
+        argv[nkeys] = st->cache[2 * i].s;
+        argvlen[nkeys++] = st->cache[2 * i].len;
+        argv[nkeys] = st->cache[2 * i + 1].s;
+        argvlen[nkeys++] = st->cache[2 * i + 1].len;
+    }
     argv[nkeys] = st->mbxid;
     argvlen[nkeys] = KEYS_MBXID_LEN;
     for (size_t i = 0; i < st->n; i++) {
@@ -205,11 +222,12 @@ static enum cmd_status purge_got_uids(struct cmd_ctx *ctx)
     if (r->elements == 0)
         return purge_send(ctx); /* empty: the script deletes the mailbox's keys */
     if (st->uids == NULL) {
-        size_t argc = PURGE_FIXED_KEYS + 2 * LIMITS_PURGE_BATCH + 1;
+        size_t argc = PURGE_FIXED_KEYS + 4 * LIMITS_PURGE_BATCH + 1;
         st->uids = arena_alloc(ctx->arena, LIMITS_PURGE_BATCH * sizeof(*st->uids));
         st->content = arena_alloc(ctx->arena, LIMITS_PURGE_BATCH * sizeof(*st->content));
         st->argv = arena_alloc(ctx->arena, argc * sizeof(*st->argv));
         st->argvlen = arena_alloc(ctx->arena, argc * sizeof(*st->argvlen));
+        st->chunks = arena_alloc(ctx->arena, LIMITS_PURGE_BATCH * sizeof(*st->chunks));
     }
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *u = r->element[i];

@@ -219,30 +219,35 @@ static enum cmd_status send_batch(struct cmd_ctx *ctx)
     if (st->batch_n == 0)
         return finish(ctx);
     const char *nsid = conn_nsid(ctx->conn);
-    size_t argc = 11 + 5 + st->batch_n;
+    uint32_t *chunks = arena_alloc(a, st->batch_n * sizeof(*chunks));
+    size_t nchunks = keys_cache_chunks(st->batch, st->batch_n, chunks);
+    size_t nkeys = 11 + nchunks;
+    size_t argc = nkeys + 5 + st->batch_n;
     const char **argv = arena_alloc(a, argc * sizeof(*argv));
     size_t *argvlen = arena_alloc(a, argc * sizeof(*argvlen));
-    struct key *keys = arena_alloc(a, 11 * sizeof(*keys));
+    struct key *keys = arena_alloc(a, nkeys * sizeof(*keys));
     keys_ns_meta(&keys[0], nsid);
     for (int p = 0; p < KEYS_MBX_PART_COUNT; p++)
         keys_mbx(&keys[1 + p], nsid, sel->mbxid, (enum keys_mbx_part)p);
     keys_ns_channel(&keys[10], nsid);
-    for (size_t i = 0; i < 11; i++) {
+    for (size_t i = 0; i < nchunks; i++)
+        keys_mbx_cache(&keys[11 + i], nsid, sel->mbxid, 'f', chunks[i]);
+    for (size_t i = 0; i < nkeys; i++) {
         argv[i] = keys[i].s;
         argvlen[i] = keys[i].len;
     }
     const char *fixed[5] = {sel->mbxid, st->mode, st->flags, "0",
                             arena_printf(a, "%u", (unsigned)conn_user_limits(ctx->conn)->max_keywords)};
     for (size_t i = 0; i < 5; i++) {
-        argv[11 + i] = fixed[i];
-        argvlen[11 + i] = strlen(fixed[i]);
+        argv[nkeys + i] = fixed[i];
+        argvlen[nkeys + i] = strlen(fixed[i]);
     }
     for (size_t i = 0; i < st->batch_n; i++) {
         char *uid = arena_printf(a, "%" PRIu32, st->batch[i]);
-        argv[16 + i] = uid;
-        argvlen[16 + i] = strlen(uid);
+        argv[nkeys + 5 + i] = uid;
+        argvlen[nkeys + 5 + i] = strlen(uid);
     }
-    return conn_eval(ctx, stored, LUA_SCRIPT_STORE, 11, (int)argc, argv, argvlen);
+    return conn_eval(ctx, stored, LUA_SCRIPT_STORE, (int)nkeys, (int)argc, argv, argvlen);
 }
 
 /* Parses "[+|-]FLAGS[.SILENT]" into st->mode and st->silent. */

@@ -74,6 +74,7 @@ static const struct opt opts[] = {
     {"drain-grace", OPT_U32, OFF(drain_grace_s), "SECONDS", "SIGTERM: how long running commands may take to finish (default 30)"},
     {"max-user-connections", OPT_U32, OFF(max_user_connections), "N", "connections per user across all front ends, 0 = unlimited (default 100)"},
     {"lease-ttl", OPT_U32, OFF(lease_ttl_s), "SECONDS", "lifetime of this front end's heartbeat lease in Redis (default 15)"},
+    {"cache-ttl", OPT_U32, OFF(cache_ttl_s), "SECONDS", "lifetime of the column caches FETCH and SEARCH build in Redis; 0 = no caches (default 604800)"},
     {"login-throttle-user", OPT_U32, OFF(login_throttle_user), "N", "failed logins per user per window across front ends, 0 = off (default 10)"},
     {"login-throttle-addr", OPT_U32, OFF(login_throttle_addr), "N", "failed logins per client address (IPv6: /64) per window, 0 = off (default 30)"},
     {"login-throttle-window", OPT_U32, OFF(login_throttle_window_s), "SECONDS", "login throttle window (default 300)"},
@@ -97,6 +98,7 @@ static void defaults(struct config *cfg)
     cfg->drain_grace_s = 30;
     cfg->max_user_connections = 100;
     cfg->lease_ttl_s = 15;
+    cfg->cache_ttl_s = 7 * 24 * 3600;
     cfg->login_throttle_user = 10;
     cfg->login_throttle_addr = 30;
     cfg->login_throttle_window_s = 300;
@@ -295,6 +297,10 @@ static int validate(const struct config *cfg)
     }
     if (cfg->append_limit < 1024 || cfg->append_limit > cfg->auth.parser.max_literal) {
         fprintf(stderr, "cimapd: --append-limit must be between 1 KiB and --max-literal\n");
+        return -1;
+    }
+    if (cfg->cache_ttl_s > 30u * 24 * 3600) {
+        fprintf(stderr, "cimapd: --cache-ttl must be 0..2592000\n");
         return -1;
     }
     if (cfg->lease_ttl_s < 2 || cfg->lease_ttl_s > 3600 || cfg->drain_grace_s > 3600 ||

@@ -58,6 +58,7 @@ struct config {
     uint32_t drain_grace_s; /* SIGTERM: longest wait for running commands */
     uint32_t max_user_connections; /* per user across the live front ends; 0 = unlimited */
     uint32_t lease_ttl_s;   /* heartbeat lease of this front end in Redis */
+    uint32_t cache_ttl_s;   /* column caches (colcache.h) live this long; 0 = none */
     uint32_t login_throttle_user; /* failed logins per user per window; 0 = off */
     uint32_t login_throttle_addr; /* failed logins per client address (IPv6: /64) per window */
     uint32_t login_throttle_window_s;

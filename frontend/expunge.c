@@ -120,7 +120,9 @@ static enum cmd_status got_contents(struct cmd_ctx *ctx)
     const char *nsid = conn_nsid(ctx->conn);
     struct arena *a = job->batch_arena;
     size_t n = job->batch_n;
-    size_t nkeys = 12 + n;
+    uint32_t *chunks = arena_alloc(a, (n > 0 ? n : 1) * sizeof(*chunks));
+    size_t nchunks = keys_cache_chunks(job->batch, n, chunks);
+    size_t nkeys = 12 + n + 2 * nchunks;
     size_t argc = nkeys + 2 + n;
     struct key *keys = arena_alloc(a, nkeys * sizeof(*keys));
     const char **argv = arena_alloc(a, argc * sizeof(*argv));
@@ -153,6 +155,10 @@ static enum cmd_status got_contents(struct cmd_ctx *ctx)
         char *uid = arena_printf(a, "%" PRIu32, job->batch[i]);
         argv[at] = uid;
         argvlen[at++] = strlen(uid);
+    }
+    for (size_t i = 0; i < nchunks; i++) {
+        keys_mbx_cache(&keys[12 + n + 2 * i], nsid, sel->mbxid, 'f', chunks[i]);
+        keys_mbx_cache(&keys[12 + n + 2 * i + 1], nsid, sel->mbxid, 'm', chunks[i]);
     }
     for (size_t i = 0; i < nkeys; i++) {
         argv[i] = keys[i].s;

@@ -6,6 +6,7 @@
 #include "keys/keys.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -216,6 +217,25 @@ void keys_mbx(struct key *k, const char *nsid, const char *mbxid, enum keys_mbx_
     assert(keys_mbxid_valid(mbxid, strlen(mbxid)));
     assert(part < KEYS_MBX_PART_COUNT);
     key_fmt(k, "/ns/{%s}/mbx/%s%s", nsid, mbxid, suffix[part]);
+}
+
+void keys_mbx_cache(struct key *k, const char *nsid, const char *mbxid, char kind, uint32_t chunk)
+{
+    assert(keys_nsid_valid(nsid, strlen(nsid)));
+    assert(keys_mbxid_valid(mbxid, strlen(mbxid)));
+    assert(kind == 'f' || kind == 'm');
+    key_fmt(k, "/ns/{%s}/mbx/%s/cache/%c/%" PRIu32, nsid, mbxid, kind, chunk);
+}
+
+size_t keys_cache_chunks(const uint32_t *uids, size_t n, uint32_t *out)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = uids[i] / KEYS_CACHE_CHUNK;
+        if (m == 0 || out[m - 1] != c)
+            out[m++] = c;
+    }
+    return m;
 }
 
 void keys_ns_copies(struct key *k, const char *nsid)

@@ -126,6 +126,22 @@ enum keys_mbx_part {
 void keys_mbx(struct key *k, const char *nsid, const char *mbxid, enum keys_mbx_part part);
 
 /*
+ * Column caches (frontend/colcache.h): "/ns/{<nsid>}/mbx/<mbxid>/cache/<kind>/<chunk>", string, the
+ * kind's column ('f' flags, 'm' record + parse) of the messages with UIDs in
+ * [chunk * KEYS_CACHE_CHUNK, (chunk + 1) * KEYS_CACHE_CHUNK). Written by cache_put.lua, deleted by
+ * store.lua ('f'), expunge.lua and mbx_purge.lua (both), which get the keys of the chunks of their
+ * UIDs in KEYS, in the order keys_cache_chunks gives.
+ */
+#define KEYS_CACHE_CHUNK 1024u
+void keys_mbx_cache(struct key *k, const char *nsid, const char *mbxid, char kind, uint32_t chunk);
+
+/*
+ * The chunks of uids (each uid / KEYS_CACHE_CHUNK), a chunk repeated by consecutive uids written
+ * once (ascending uids give distinct ascending chunks); out holds at least n. Returns how many.
+ */
+size_t keys_cache_chunks(const uint32_t *uids, size_t n, uint32_t *out);
+
+/*
  * "/ns/{<nsid>}/copies": sorted set, id of each COPY/MOVE being staged -> unix time of its last
  * stage call (lua/copy.lua), so copies abandoned by a killed front end can be found and released.
  */

@@ -13,6 +13,9 @@
 -- KEYS[12]     /ns/{<nsid>}/gc
 -- KEYS[12+i]   /ns/{<nsid>}/content/<sha256> of the message ARGV[2+i] (as read from /msg; any
 --              content key of the namespace for a UID without a record)
+-- KEYS[13+n..] the column caches of the UIDs' chunks, /ns/{<nsid>}/mbx/<mbxid>/cache/f/<c> then
+--              .../cache/m/<c> for each chunk c = uid // 1024 in UID order (keys_cache_chunks);
+--              deleted when anything is removed (frontend/colcache.h)
 -- ARGV[1]      mbxid
 -- ARGV[2]      mode: `deleted` or `all`
 -- ARGV[2+i]    candidate UIDs, ascending, 0..1000 of them
@@ -90,8 +93,8 @@ local function runs_remove(runs, uid)
 end
 
 local n = #ARGV - 2
-if #ARGV < 2 or n > 1000 or #KEYS ~= 12 + n then
-    return fail('expects 12 + n keys and 2 + n arguments, n <= 1000')
+if #ARGV < 2 or n > 1000 or #KEYS < 12 + n then
+    return fail('expects 12 + n + caches keys and 2 + n arguments, n <= 1000')
 end
 local all = ARGV[2] == 'all'
 if not all and ARGV[2] ~= 'deleted' then
@@ -119,6 +122,24 @@ for i = 1, n do
         return fail('invalid UID (UIDs must ascend)')
     end
     uids[i] = uid
+end
+-- The column caches of the UIDs' chunks, exactly (a chunk must never outlive an expunge).
+local caches, last_chunk = {}, -1
+for i = 1, n do
+    local c = math.floor(uids[i] / 1024)
+    if c ~= last_chunk then
+        caches[#caches + 1] = mbx .. '/cache/f/' .. c
+        caches[#caches + 1] = mbx .. '/cache/m/' .. c
+        last_chunk = c
+    end
+end
+if #KEYS ~= 12 + n + #caches then
+    return fail('expects the cache keys of every chunk')
+end
+for i = 1, #caches do
+    if KEYS[12 + n + i] ~= caches[i] then
+        return fail('cache keys do not match the UIDs')
+    end
 end
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -154,6 +175,9 @@ if not log_accepts(KEYS[10], highest) then
     return fail('change log is ahead of highestmodseq')
 end
 local now = tonumber(redis.call('TIME')[1])
+for i = 1, #caches do
+    redis.call('DEL', caches[i])
+end
 local bytes, unseen, deleted, recent = 0, 0, 0, 0
 local removed = {}
 for _, i in ipairs(victims) do

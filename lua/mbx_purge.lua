@@ -13,6 +13,9 @@
 --          /runs, /msg, /flags, /modseq, /unseen, /deleted, /log
 -- KEYS[12] /ns/{<nsid>}/gc
 -- KEYS[12+i]  /ns/{<nsid>}/content/<sha256> of the message ARGV[1+i] (as read from /msg)
+-- KEYS[13+n..] the column caches of the UIDs' chunks: .../mbx/<mbxid>/cache/f/<c> then
+--              .../cache/m/<c> per chunk c = uid // 1024, a chunk repeated by consecutive UIDs
+--              written once (keys_cache_chunks); all deleted
 -- ARGV[1]  mbxid
 -- ARGV[1+i]  UIDs to release, 0..1000 of them
 -- Reply    {released, remaining}: messages released by this call, messages left in the mailbox
@@ -56,8 +59,8 @@ local function runs_remove(runs, uid)
 end
 
 local n = #ARGV - 1
-if #ARGV < 1 or n > 1000 or #KEYS ~= 12 + n then
-    return fail('expects 12 + n keys and 1 + n arguments, n <= 1000')
+if #ARGV < 1 or n > 1000 or #KEYS < 12 + n then
+    return fail('expects 12 + n + caches keys and 1 + n arguments, n <= 1000')
 end
 local prefix = string.match(KEYS[1], '^(/ns/{' .. nsid_pat .. '}/)meta$')
 local mbxid = ARGV[1]
@@ -80,6 +83,23 @@ for i = 1, n do
         return fail('invalid UID')
     end
     uids[i] = uid
+end
+local caches, last_chunk = {}, -1
+for i = 1, n do
+    local c = math.floor(uids[i] / 1024)
+    if c ~= last_chunk then
+        caches[#caches + 1] = mbx .. '/cache/f/' .. c
+        caches[#caches + 1] = mbx .. '/cache/m/' .. c
+        last_chunk = c
+    end
+end
+if #KEYS ~= 12 + n + #caches then
+    return fail('expects the cache keys of every chunk')
+end
+for i = 1, #caches do
+    if KEYS[12 + n + i] ~= caches[i] then
+        return fail('cache keys do not match the UIDs')
+    end
 end
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -109,6 +129,9 @@ end
 
 -- Counters go down by "0 - n", never "-n": Lua 5.1 formats -0 as "-0", which HINCRBY refuses.
 local now = tonumber(redis.call('TIME')[1])
+for i = 1, #caches do
+    redis.call('DEL', caches[i])
+end
 local released, freed, bytes, unseen, deleted, recent = 0, 0, 0, 0, 0, 0
 for i = 1, n do
     local uid = uids[i]

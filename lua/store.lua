@@ -7,6 +7,8 @@
 -- KEYS[2..10]  the mailbox keys in keys_mbx order: /ns/{<nsid>}/mbx/<mbxid>, then its /uids,
 --              /runs, /msg, /flags, /modseq, /unseen, /deleted, /log
 -- KEYS[11]     /ns/{<nsid>}/channel
+-- KEYS[12..]   the flag caches of the UIDs' chunks, /ns/{<nsid>}/mbx/<mbxid>/cache/f/<uid // 1024>,
+--              one per chunk in UID order (keys_cache_chunks); deleted when anything changes
 -- ARGV[1]      mbxid
 -- ARGV[2]      mode: `set` (replace), `add` or `remove`
 -- ARGV[3]      flags, space separated (may be empty): system flags in any case (stored as
@@ -171,8 +173,8 @@ local function apply(mode, cur, req)
 end
 
 local n = #ARGV - 5
-if #ARGV < 5 or n > MAX_UIDS or #KEYS ~= 11 then
-    return fail('expects 11 keys and 5 + n arguments, n <= 1000')
+if #ARGV < 5 or n > MAX_UIDS or #KEYS < 11 then
+    return fail('expects 11 + chunks keys and 5 + n arguments, n <= 1000')
 end
 local prefix = string.match(KEYS[1], '^(/ns/{' .. nsid_pat .. '}/)meta$')
 local mbxid, mode = ARGV[1], ARGV[2]
@@ -207,6 +209,23 @@ for i = 1, n do
         return fail('invalid UID (UIDs must ascend)')
     end
     uids[i] = uid
+end
+-- The flag caches of the UIDs' chunks, exactly (colcache.h: a chunk must never outlive a change).
+local caches, last_chunk = {}, -1
+for i = 1, n do
+    local c = math.floor(uids[i] / 1024)
+    if c ~= last_chunk then
+        caches[#caches + 1] = mbx .. '/cache/f/' .. c
+        last_chunk = c
+    end
+end
+if #KEYS ~= 11 + #caches then
+    return fail('expects the flag cache key of every chunk')
+end
+for i = 1, #caches do
+    if KEYS[11 + i] ~= caches[i] then
+        return fail('flag cache keys do not match the UIDs')
+    end
 end
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -275,6 +294,9 @@ if #changed > 0 then
         return fail('change log is ahead of highestmodseq')
     end
     local now = tonumber(redis.call('TIME')[1])
+    for i = 1, #caches do
+        redis.call('DEL', caches[i])
+    end
     local sets, dels, zmod = {}, {}, {}
     local seen_add, seen_del, del_add, del_del = {}, {}, {}, {}
     local list = {}

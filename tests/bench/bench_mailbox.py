@@ -63,10 +63,12 @@ class Imap:
                 return lines
 
     def pipeline_append(self, mailbox, messages, flags=""):
-        """APPENDs with LITERAL+, many in flight, then reads the answers."""
+        """APPENDs with LITERAL+, many in flight, then reads the answers. flags: one string for
+        all, or one per message."""
         out = []
         for k, m in enumerate(messages):
-            out.append(b"p%d APPEND %s %s{%d+}\r\n%s\r\n" % (k, mailbox.encode(), flags.encode(), len(m), m))
+            f = flags if isinstance(flags, str) else flags[k]
+            out.append(b"p%d APPEND %s %s{%d+}\r\n%s\r\n" % (k, mailbox.encode(), f.encode(), len(m), m))
         self.s.sendall(b"".join(out))
         done = 0
         while done < len(messages):
@@ -99,6 +101,13 @@ def measure(port, user, pw, box="INBOX"):
     return res
 
 
+def maildir_flags(i, extra=""):
+    """The flags ../shared/bench/make_maildir.py gives message i (every third unseen, every 17th
+    flagged), so both servers hold the same mailbox."""
+    f = (["\\Flagged"] if i % 17 == 0 else []) + (["\\Seen"] if i % 3 else []) + ([extra] if extra else [])
+    return "(%s) " % " ".join(f)
+
+
 def load_cimap(port, n, box, deleted_ratio=0.0, conns=4):
     rnd = random.Random(1)
     msgs = [body(i, rnd) for i in range(n)]
@@ -110,12 +119,13 @@ def load_cimap(port, n, box, deleted_ratio=0.0, conns=4):
         w = Imap(port, "demouser", "demopass")
         for start in range(k * 500, n, conns * 500):
             chunk = range(start, min(start + 500, n))
-            plain = [msgs[i] for i in chunk if not dele[i]]
-            gone = [msgs[i] for i in chunk if dele[i]]
+            plain = [i for i in chunk if not dele[i]]
+            gone = [i for i in chunk if dele[i]]
             if plain:
-                w.pipeline_append(box, plain)
+                w.pipeline_append(box, [msgs[i] for i in plain], [maildir_flags(i) for i in plain])
             if gone:
-                w.pipeline_append(box, gone, "(\\Deleted) ")
+                w.pipeline_append(box, [msgs[i] for i in gone],
+                                  [maildir_flags(i, "\\Deleted") for i in gone])
     t = time.perf_counter()
     ts = [threading.Thread(target=worker, args=(k,)) for k in range(conns)]
     for th in ts:

@@ -190,6 +190,9 @@ class TestFsck(OpsCase):
         self.r.call("HSET", m + "/flags", 77, "\\Seen")
         self.r.call("HINCRBY", "/ns/{%s}/content/%s" % (ns, sha), "refs", 3)
         self.r.call("HSET", "/ns/{%s}/meta" % ns, "messages", 1000)
+        # A column cache built before the damage (frontend/colcache.h) contradicts the repair.
+        self.r.call("SET", m + "/cache/f/0", "c1 f 0 1 6\n1 5\n\\Seen")
+        self.r.call("SET", m + "/cache/m/0", "c1 m 0 1 6\n")
 
         rc, out, err = admin(self.redis.url, "fsck", "ann")
         self.assertEqual(rc, 1, err)
@@ -206,6 +209,7 @@ class TestFsck(OpsCase):
         self.assertGreater(report["problem_count"], 0)
         self.assertTrue(all(p["repaired"] for p in report["problems"]))
         self.assertEqual(self.fsck()["problem_count"], 0)
+        self.assertEqual(self.r.keys(m + "/cache/*"), set())  # dropped by the repair
         self.assertEqual(int(self.r.call("HGET", m, "messages")), 6)
         self.assertEqual(int(self.r.call("HGET", m, "uidnext")), 7)
         self.assertEqual(self.r.call("ZRANGE", m + "/runs", 0, -1), [b"1:6"])

@@ -76,6 +76,16 @@ class Keys:
     def content(self, sha):
         return "%scontent/%s" % (self.prefix, sha)
 
+    def caches(self, mbxid, uids, kinds):
+        """The column-cache keys of the UIDs' chunks (keys_cache_chunks order), kinds per chunk."""
+        out, last = [], None
+        for u in uids:
+            c = int(u) // 1024
+            if c != last:
+                out += [self.mbx(mbxid, "/cache/%s/%d" % (k, c)) for k in kinds]
+                last = c
+        return out
+
     def raw(self, sha):
         return "%scontent/%s/raw" % (self.prefix, sha)
 
@@ -214,7 +224,7 @@ class Store:
             rec = self.r.call("HGET", self.k.mbx(mbxid, "/msg"), u)
             shas.append(rec.split()[0].decode() if rec else "0" * 64)
         keys = [self.k.meta, self.k.trash] + self.k.mbx_all(mbxid) + [self.k.gc]
-        keys += [self.k.content(s) for s in shas]
+        keys += [self.k.content(s) for s in shas] + self.k.caches(mbxid, uids, "fm")
         released, remaining = self.evalsha("mbx_purge", keys, [mbxid] + uids)
         return released, remaining
 
@@ -817,7 +827,7 @@ class TestDeletePurgeGc(Base):
         keys = [k.meta, k.trash] + k.mbx_all(box) + [k.gc, k.meta]
         self.assertRefused("ERR", self.s.evalsha, "mbx_purge", keys[:-1] + [Keys(str(uuid.uuid4())).meta],
                            [box, 7])
-        self.assertEqual(self.s.evalsha("mbx_purge", keys, [box, 7]), [1, 1])
+        self.assertEqual(self.s.evalsha("mbx_purge", keys + k.caches(box, [7], "fm"), [box, 7]), [1, 1])
         self.assertInvariants(box)
         self.assertEqual(self.s.purge(box), 1)
         self.assertEqual(hgetall(self.r, k.meta)["messages"], "0")

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import test_lua_mailbox as tlm  # noqa: E402
 
-SCRIPTS = tlm.SCRIPTS + ("store", "copy", "expunge")
+SCRIPTS = tlm.SCRIPTS + ("store", "copy", "expunge", "cache_put")
 SYSTEM_ORDER = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 ZERO_SHA = "0" * 64
 
@@ -49,7 +49,7 @@ class Ops(tlm.Store):
     """The scripts of this file, called the way the front end calls them."""
 
     def store(self, mbxid, mode, flags, uids, since=0, max_keywords=0):
-        keys = [self.k.meta] + self.k.mbx_all(mbxid) + [self.k.channel]
+        keys = [self.k.meta] + self.k.mbx_all(mbxid) + [self.k.channel] + self.k.caches(mbxid, uids, "f")
         return self.evalsha("store", keys, [mbxid, mode, flags, since, max_keywords] + list(uids))
 
     def content_of(self, mbxid, uids):
@@ -62,6 +62,7 @@ class Ops(tlm.Store):
     def expunge(self, mbxid, uids, mode=None):
         keys = [self.k.meta] + self.k.mbx_all(mbxid) + [self.k.channel, self.k.gc]
         keys += [self.k.content(s) for s in self.content_of(mbxid, uids)]
+        keys += self.k.caches(mbxid, uids, "fm")
         args = [mbxid] + ([mode] if mode else []) + list(uids)
         return self.evalsha("expunge", keys, args)
 
@@ -256,6 +257,99 @@ class TestExpunge(Base):
         self.assertRefused("ERR", self.s.expunge, self.inbox, [uids[0], uids[0]], "all")
         keys = [self.k.meta] + self.k.mbx_all(self.inbox) + [self.k.channel, self.k.gc, self.k.content(ZERO_SHA)]
         self.assertRefused("ERR", self.s.evalsha, "expunge", keys, [self.inbox, "all", uids[0]])
+
+
+class TestCaches(Base):
+    """cache_put.lua, and the column caches store.lua and expunge.lua must delete (colcache.h)."""
+
+    def cache(self, kind, chunk):
+        return self.k.mbx(self.inbox, "/cache/%s/%s" % (kind, chunk))
+
+    def put(self, kind, chunk, modseq=None, records="", mbxid=None):
+        mbxid = mbxid or self.inbox
+        modseq = self.highest(mbxid) if modseq is None else modseq
+        value = "c1 %s %d %d %d\n%s" % (kind, chunk, modseq, chunk * 1024 + 1, records)
+        keys = [self.k.meta, self.k.mbx(mbxid), self.k.mbx(mbxid, "/cache/%s/%d" % (kind, chunk))]
+        return self.s.evalsha("cache_put", keys, [mbxid, modseq, 60, value])
+
+    def exists(self, kind, chunk):
+        return self.r.call("EXISTS", self.cache(kind, chunk)) == 1
+
+    def two_chunks(self):
+        """Messages in chunk 0 and in chunk 1 (uidnext moved past 1024 in between)."""
+        low, _ = self.fill(self.inbox, ["", "\\Deleted"])
+        self.r.call("HSET", self.k.mbx(self.inbox), "uidnext", 1030)
+        high, _ = self.fill(self.inbox, ["\\Deleted"])
+        self.assertEqual(high, [1030])
+        for kind in "fm":
+            for chunk in (0, 1):
+                self.assertEqual(self.put(kind, chunk), [1])
+        return low, high
+
+    def test_put(self):
+        self.fill(self.inbox, [""])
+        m = self.highest(self.inbox)
+        self.assertEqual(self.put("f", 0, m, "1 0\n"), [1])
+        self.assertEqual(self.r.call("GET", self.cache("f", 0)), b"c1 f 0 %d 1\n1 0\n" % m)
+        self.assertTrue(0 < self.r.call("TTL", self.cache("f", 0)) <= 60)
+        # A snapshot older (or newer) than the mailbox is never stored.
+        self.assertEqual(self.put("m", 0, m - 1), [0])
+        self.assertEqual(self.put("m", 0, m + 1), [0])
+        self.assertFalse(self.exists("m", 0))
+        # Nor for a removed mailbox or a user being deleted.
+        self.r.call("HSET", self.k.mbx(self.inbox), "removed", 1)
+        self.assertEqual(self.put("m", 0), [0])
+        self.r.call("HDEL", self.k.mbx(self.inbox), "removed")
+        # Values whose header does not match the key, bad keys and arguments are refused.
+        keys = [self.k.meta, self.k.mbx(self.inbox), self.cache("f", 0)]
+        for value in ("c1 m 0 %d 1\n" % m, "c1 f 1 %d 1\n" % m, "c1 f 0 %d 1\n" % (m + 1), "x"):
+            self.assertRefused("ERR", self.s.evalsha, "cache_put", keys, [self.inbox, m, 60, value])
+        good = "c1 f 0 %d 1\n" % m
+        self.assertRefused("ERR", self.s.evalsha, "cache_put", keys, [self.inbox, m, 0, good])
+        for bad in (self.cache("x", 0), self.cache("f", "01"), self.cache("f", 4194304),
+                    self.k.mbx(tlm.new_mbxid(), "/cache/f/0")):
+            self.assertRefused("ERR", self.s.evalsha, "cache_put", keys[:2] + [bad], [self.inbox, m, 60, good])
+
+    def test_store_deletes_the_flag_caches_it_changes(self):
+        low, high = self.two_chunks()
+        self.s.store(self.inbox, "add", "\\Seen", high)
+        self.assertFalse(self.exists("f", 1))
+        self.assertTrue(self.exists("f", 0) and self.exists("m", 0) and self.exists("m", 1))
+        # A store that changes nothing deletes nothing.
+        self.assertEqual(self.put("f", 1), [1])
+        self.s.store(self.inbox, "add", "\\Seen", high)
+        self.assertTrue(self.exists("f", 1))
+        self.s.store(self.inbox, "remove", "\\Seen", low + high)
+        self.assertFalse(self.exists("f", 0) or self.exists("f", 1))
+        self.assertTrue(self.exists("m", 0) and self.exists("m", 1))
+        # Without the cache keys, or with other ones, the call is refused.
+        keys = [self.k.meta] + self.k.mbx_all(self.inbox) + [self.k.channel]
+        self.assertRefused("ERR", self.s.evalsha, "store", keys, [self.inbox, "add", "\\Seen", 0, 0] + high)
+        self.assertRefused("ERR", self.s.evalsha, "store", keys + [self.cache("f", 0)],
+                           [self.inbox, "add", "\\Seen", 0, 0] + high)
+        self.assertRefused("ERR", self.s.evalsha, "store", keys + [self.cache("m", 1)],
+                           [self.inbox, "add", "\\Seen", 0, 0] + high)
+
+    def test_expunge_deletes_both_kinds(self):
+        low, high = self.two_chunks()
+        self.assertEqual(self.s.expunge(self.inbox, low, "deleted")[1], 1)
+        self.assertFalse(self.exists("f", 0) or self.exists("m", 0))
+        self.assertTrue(self.exists("f", 1) and self.exists("m", 1))
+        # Nothing expunged, nothing deleted.
+        self.assertEqual(self.put("m", 0), [1])
+        self.assertEqual(self.s.expunge(self.inbox, low, "deleted")[1], 0)
+        self.assertTrue(self.exists("m", 0))
+        keys = [self.k.meta] + self.k.mbx_all(self.inbox) + [self.k.channel, self.k.gc]
+        keys += [self.k.content(s) for s in self.s.content_of(self.inbox, high)]
+        self.assertRefused("ERR", self.s.evalsha, "expunge", keys + [self.cache("f", 1)],
+                           [self.inbox, "all"] + high)
+
+    def test_purge_deletes_them(self):
+        _, self.inbox = self.s.create("Other")
+        self.two_chunks()
+        self.s.delete("Other", self.inbox)
+        self.s.purge(self.inbox)
+        self.assertEqual(self.r.call("KEYS", self.k.mbx(self.inbox) + "*"), [])
 
 
 class TestCopy(Base):

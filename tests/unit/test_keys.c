@@ -80,6 +80,25 @@ static void test_mailbox_formats(void **state)
     assert_key(&k, "/ns/{" NSID "}/copy/0123456789abcdef0123456789abcdef");
     keys_delivery(&k, NSID, SHA);
     assert_key(&k, "/ns/{" NSID "}/delivery/" SHA);
+    keys_mbx_cache(&k, NSID, MBX, 'f', 0);
+    assert_key(&k, "/ns/{" NSID "}/mbx/" MBX "/cache/f/0");
+    keys_mbx_cache(&k, NSID, MBX, 'm', 4194303);
+    assert_key(&k, "/ns/{" NSID "}/mbx/" MBX "/cache/m/4194303");
+}
+
+static void test_cache_chunks(void **state)
+{
+    (void)state;
+    const uint32_t uids[] = {1, 2, 1023, 1024, 1025, 5000, 4294967295u, 3};
+    uint32_t out[8];
+    size_t n = keys_cache_chunks(uids, 8, out);
+    assert_int_equal(n, 5);
+    assert_int_equal(out[0], 0);
+    assert_int_equal(out[1], 1);
+    assert_int_equal(out[2], 4);
+    assert_int_equal(out[3], 4194303);
+    assert_int_equal(out[4], 0); /* not ascending: repeated, as the scripts compute it too */
+    assert_int_equal(keys_cache_chunks(uids, 0, out), 0);
 }
 
 static void test_ids(void **state)
@@ -179,6 +198,7 @@ int main(void)
         cmocka_unit_test(test_login_validation),
         cmocka_unit_test(test_nsid),
         cmocka_unit_test(test_fleet_formats),
+        cmocka_unit_test(test_cache_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
