@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The shared large-mailbox yardstick (../shared/bench/bigmailbox.py) against cimap and the
-reference Dovecot in the same run, same messages (../shared/bench/make_maildir.py's generator),
-both warm (each measured twice; the second run is reported). Not a test.
+reference Dovecot in the same run, same messages and flags (../shared/bench/make_maildir.py's
+generator), both warm (each measured twice; the second run is reported), and the yardstick client's
+own floor (client_floor.py: cimap's answers replayed from memory). Not a test.
 
   yardstick.py [N]     (default 100000)
 """
@@ -39,10 +40,14 @@ def main():
     bench_mailbox.load_cimap(server.port, n, "INBOX")
     run(server.port, "demouser", "demopass")
     cimap = run(server.port, "demouser", "demopass")
+    # The client's own floor: the same answers replayed from memory by a server that costs nothing.
+    floor = subprocess.run([sys.executable, os.path.join(HERE, "client_floor.py"), str(server.port),
+                            "demouser", "demopass"], capture_output=True, text=True, timeout=1800)
     server.stop()
     server.cleanup()
     redis.stop()
     print(f"cimap, {n} messages (+5 demo), warm:\n{cimap}")
+    print(floor.stdout if floor.returncode == 0 else "client floor failed: " + floor.stderr)
     subprocess.run(["bash", os.path.join(SHARED, "dovecot", "start.sh"), "10143", "1"], check=True)
     try:
         bench_mailbox.load_dovecot("test1", n)
