@@ -532,6 +532,8 @@ void conn_queue_error(struct conn *c, const char *tag, const char *status, const
 
 /* ------------------------------------------------------------------ running commands */
 
+#define CONN_SLOW_COMMAND_MS 1000.0 /* a command taking longer is logged at info level */
+
 static double elapsed_ms(const struct timespec *since)
 {
     struct timespec now;
@@ -553,7 +555,10 @@ static void finish_command(struct conn *c)
 {
     struct cmd_ctx *ctx = c->running;
     double ms = elapsed_ms(&c->started);
-    log_write(LOG_INFO, "command", "conn=%llu user=%s command=%s%s result=%s ms=%.3f",
+    /* Every command is counted in /metrics; the log names only failed and slow ones unless
+     * --debug (a write(2) per command would be the largest cost of a STATUS or NOOP). */
+    bool notable = ctx->result == NULL || strcmp(ctx->result, "OK") != 0 || ms >= CONN_SLOW_COMMAND_MS;
+    log_write(notable ? LOG_INFO : LOG_DEBUG, "command", "conn=%llu user=%s command=%s%s result=%s ms=%.3f",
               (unsigned long long)c->id, c->user != NULL ? c->user : "-", ctx->uid ? "UID " : "",
               ctx->desc->name, ctx->result != NULL ? ctx->result : "-", ms);
     metrics_command(ctx->desc->name, ctx->uid, ctx->result, ms);

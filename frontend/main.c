@@ -131,7 +131,17 @@ int main(int argc, char **argv)
             return 64;
         }
     }
-    p.fe.base = event_base_new();
+    /* The epoll changelist folds the add/delete pairs of one loop turn (hiredis re-arms its read
+     * event after every reply, bufferevents toggle EPOLLOUT per answer) into at most one
+     * epoll_ctl per fd. Its one caveat, fds cloned with dup(), does not apply: cimapd never dups. */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg != NULL) {
+        (void)event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        p.fe.base = event_base_new_with_config(ecfg);
+        event_config_free(ecfg);
+    }
+    if (p.fe.base == NULL)
+        p.fe.base = event_base_new();
     if (p.fe.base == NULL) {
         fprintf(stderr, "cimapd: cannot create the event base\n");
         return 71;
