@@ -293,17 +293,22 @@ static enum cmd_status fetch_read_columns(struct cmd_ctx *ctx)
 
 static enum cmd_status fetch_got_store(struct cmd_ctx *ctx);
 
-/* Sets \Seen on the batch's messages that lack it (store.lua, mode add). */
+/*
+ * Sets \Seen on the batch's messages that lack it (store.lua, mode add). store.lua's KEYS: meta,
+ * the mailbox keys, the channel, then the flag cache key of each chunk of the UIDs given
+ * (keys_cache_chunks order), which it deletes when it changes anything.
+ */
 static enum cmd_status fetch_set_seen(struct cmd_ctx *ctx)
 {
     struct fetch_state *st = ctx->state;
     struct arena *a = st->batch;
     const struct lua_script *script = lua_script_find("store");
+    uint32_t *uids = arena_calloc(a, st->n > 0 ? st->n : 1, sizeof(*uids));
     size_t unseen = 0;
     for (size_t k = 0; k < st->n; k++) {
         const struct fetch_msg *m = &st->msgs[k];
         if (m->exists && !(m->flags != NULL && flags_have_seen(m->flags, m->flags_len)))
-            unseen++;
+            uids[unseen++] = m->uid;
     }
     if (unseen == 0)
         return fetch_run(ctx);
@@ -314,7 +319,10 @@ static enum cmd_status fetch_set_seen(struct cmd_ctx *ctx)
         st->warned_no_store = true;
         return fetch_run(ctx);
     }
-    size_t nkeys = 2 + KEYS_MBX_PART_COUNT;
+    uint32_t *chunks = arena_calloc(a, unseen, sizeof(*chunks));
+    size_t nchunks = keys_cache_chunks(uids, unseen, chunks);
+    size_t nfixed = 2 + KEYS_MBX_PART_COUNT;
+    size_t nkeys = nfixed + nchunks;
     size_t argc = nkeys + 5 + unseen;
     const char **argv = arena_calloc(a, argc, sizeof(*argv));
     size_t *argvlen = arena_calloc(a, argc, sizeof(*argvlen));
@@ -322,7 +330,9 @@ static enum cmd_status fetch_set_seen(struct cmd_ctx *ctx)
     keys_ns_meta(&keys[0], st->nsid);
     for (int p = 0; p < KEYS_MBX_PART_COUNT; p++)
         keys_mbx(&keys[1 + p], st->nsid, st->sel->mbxid, (enum keys_mbx_part)p);
-    keys_ns_channel(&keys[nkeys - 1], st->nsid);
+    keys_ns_channel(&keys[nfixed - 1], st->nsid);
+    for (size_t c = 0; c < nchunks; c++)
+        keys_mbx_cache(&keys[nfixed + c], st->nsid, st->sel->mbxid, 'f', chunks[c]);
     size_t n = 0;
     for (size_t k = 0; k < nkeys; k++) {
         argv[n] = keys[k].s;
@@ -333,12 +343,9 @@ static enum cmd_status fetch_set_seen(struct cmd_ctx *ctx)
         argv[n] = fixed[k];
         argvlen[n++] = strlen(fixed[k]);
     }
-    for (size_t k = 0; k < st->n; k++) {
-        const struct fetch_msg *m = &st->msgs[k];
-        if (m->exists && !(m->flags != NULL && flags_have_seen(m->flags, m->flags_len))) {
-            argv[n] = uid_text(a, m->uid, &argvlen[n]);
-            n++;
-        }
+    for (size_t k = 0; k < unseen; k++) {
+        argv[n] = uid_text(a, uids[k], &argvlen[n]);
+        n++;
     }
     enum lua_script_id id = (enum lua_script_id)(script - lua_scripts);
     return conn_eval(ctx, fetch_got_store, id, (int)nkeys, (int)n, argv, argvlen);
