@@ -3,23 +3,30 @@
  * RFC 8474 EMAILID/THREADID. The cost model is DESIGN.md rule 5: the answer is the only thing that
  * may grow with the mailbox.
  *
- *  1. Index phase. The mailbox's current /runs (O(runs): which UIDs still exist) and, only when the
- *     keys need them, /unseen and /deleted are read within the view's UID range, in slices of
- *     IDX_BATCH members (ZRANGEBYSCORE ... LIMIT), all slices of one round in one MULTI/EXEC.
+ *  1. Index phase (this file). The mailbox's current /runs (O(runs): which UIDs still exist) is
+ *     read within the view's UID range in slices of IDX_BATCH members (ZRANGEBYSCORE ... LIMIT).
+ *     When the keys need \Seen or \Deleted (SEEN, UNSEEN, DELETED, NEW, ...) they come from one of
+ *     two places, decided per query:
+ *       - the 'f' column-cache chunks (colcache.h) of the view, IDX_CHUNKS GETs per round: 100
+ *         GETs of ~10 KB for 100,000 messages cost Redis far less than a ZRANGEBYSCORE over a
+ *         33,000-member skiplist, and hiredis one allocation per chunk instead of per member.
+ *         Chunks found unusable (absent, damaged, or not covering the view: new messages) have
+ *         their view UIDs' /flags read instead (HMGET, IDX_HMGET_CHUNKS per round, which also
+ *         rebuilds them when the view is exact) — unless they are many and cannot be rebuilt,
+ *         where the indexes below are cheaper;
+ *       - /unseen and /deleted (ZRANGEBYSCORE, as /runs): caches off (--cache-ttl 0), a view too
+ *         sparse for chunks to pay, or too many chunks missing.
  *     The key tree is then evaluated over whole UID sets (search_eval_sets): flag, sequence-set,
- *     UID-set and \Recent keys need nothing more, so SEARCH UNSEEN reads the unseen index and
- *     nothing else. The tree's bounds leave the candidates: messages that may match but are not
- *     certain to.
- *  2. Per-message phase, in batches of BATCH candidates, each stage only for the messages still
- *     undecided by the three-valued evaluation: the /msg record and /flags (HMGET, one round
- *     trip), the stored parse (HGET .../content/<sha> parse: envelope keys), then raw bytes
- *     (GETRANGE, rounds of at most ROUND_BYTES, a large message in several) scanned on the worker
- *     pool (search_scan.h) so the event loop keeps serving other clients; when the pool is full a
- *     round is scanned inline (bounded by ROUND_BYTES).
+ *     UID-set and \Recent keys need nothing more, so SEARCH UNSEEN reads nothing per message. The
+ *     tree's bounds leave the candidates: messages that may match but are not certain to.
+ *  2. Per-message phase (search_batch.c): the candidates in batches, from the column caches
+ *     where they are present, else /msg + /flags (HMGET) and the stored parse (HGET), then raw
+ *     bytes (search_raw.c) for HEADER, BODY and TEXT.
  *
  * Messages of the view that no longer exist (expunged by another session) never match: the
- * universe is the view intersected with the current runs, and a candidate whose record is gone is
- * dropped. Deliberately not here: SEARCHRES ($, SAVE), CONDSTORE MODSEQ, fuzzy search.
+ * universe is the view intersected with the current runs, and a candidate whose record is gone
+ * (or that a chunk says is absent) is dropped. Deliberately not here: SEARCHRES ($, SAVE),
+ * CONDSTORE MODSEQ, fuzzy search.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -33,108 +40,22 @@
 #include "frontend/log.h"
 #include "frontend/msgset.h"
 #include "frontend/reply.h"
-#include "frontend/search_eval.h"
-#include "frontend/search_parse.h"
-#include "frontend/search_scan.h"
-#include "frontend/search_set.h"
+#include "frontend/search_private.h"
 #include "frontend/selected.h"
 #include "keys/keys.h"
 
-#define BATCH 1000                     /* candidates per per-message batch */
-#define IDX_BATCH 32768                /* index members per slice (replies of ~300 KB) */
-#define ROUND_BYTES (4u * 1024 * 1024) /* raw bytes per GETRANGE round */
-
-enum { IDX_RUNS, IDX_UNSEEN, IDX_DELETED, IDX_COUNT };
-
-struct idx_read {
-    bool want, done;
-    uint32_t next; /* lowest score still to read */
-    struct search_set_builder b;
-};
-
-/* Raw-level scanning of one batch. Owned by the command state, or by the worker job while one is
- * in flight (so a connection that goes away mid-scan never frees what a worker is using). */
-struct raw_item {
-    size_t msg;     /* index into the batch's messages */
-    struct search_scan scan;
-    uint64_t need;  /* bytes to read from offset 0 */
-    uint64_t fed;   /* bytes scheduled so far */
-    bool ended;
-};
-
-struct raw_piece {
-    size_t item;
-    uint64_t offset;
-    size_t len;
-    size_t buf_off; /* where its bytes are in buf */
-};
-
-struct raw_batch {
-    struct search_needle *needles;
-    size_t n_needles;
-    bool body;
-    struct raw_item *items;
-    size_t n_items;
-    size_t cursor;          /* first item with bytes still to schedule */
-    struct raw_piece *pieces;
-    size_t n_pieces;
-    uint8_t *buf;
-    size_t buf_len, buf_cap;
-    bool *found;            /* n_items x n_needles */
-    bool submitting;        /* inside conn_work: a synchronous free_job must not free */
-};
-
-struct search_state {
-    struct search_query q;
-    uint32_t lo, hi;        /* the view's UID range */
-    struct idx_read idx[IDX_COUNT];
-    struct seqset universe, must, cand;
-    size_t cand_range;      /* cursor over cand */
-    uint32_t cand_next;
-    struct search_set_builder matched;
-    struct arena *batch;    /* per-batch memory, reset between batches */
-    struct search_msg *msgs;
-    size_t n_msgs;
-    const struct search_key **raw_keys;
-    size_t n_raw;
-    struct raw_batch *raw;
-    uint32_t *undecided;    /* indexes into msgs */
-    size_t n_undecided;
-};
-
-static void raw_batch_free(struct raw_batch *rb)
-{
-    if (rb == NULL)
-        return;
-    for (size_t i = 0; i < rb->n_items; i++)
-        search_scan_free(&rb->items[i].scan);
-    for (size_t i = 0; i < rb->n_needles; i++) {
-        free(rb->needles[i].name);
-        free(rb->needles[i].value);
-    }
-    free(rb->needles);
-    free(rb->items);
-    free(rb->pieces);
-    free(rb->buf);
-    free(rb->found);
-    free(rb);
-}
-
-static void raw_job_free(void *job)
-{
-    struct raw_batch *rb = job;
-    if (rb->submitting)
-        return; /* conn_work refused it: the caller still owns it */
-    raw_batch_free(rb);
-}
+#define IDX_BATCH 32768      /* index members per slice (replies of ~300 KB) */
+#define IDX_CHUNKS 64        /* 'f' chunk GETs per index round */
+#define IDX_HMGET_CHUNKS 8   /* chunks whose /flags one fallback round reads */
+#define MIN_CHUNK_FILL 32    /* chunks pay only when they hold this many view messages on average */
 
 static void search_cleanup(struct cmd_ctx *ctx)
 {
     struct search_state *st = ctx->state;
     if (st == NULL)
         return;
-    raw_batch_free(st->raw);
-    st->raw = NULL;
+    search_raw_free(st);
+    search_scratch_free(&st->scratch);
     arena_free(&st->batch);
 }
 
@@ -143,7 +64,7 @@ static const struct view *cur_view(struct cmd_ctx *ctx)
     return conn_selected(ctx->conn)->view;
 }
 
-static enum cmd_status bad_data(struct cmd_ctx *ctx, const char *what)
+enum cmd_status search_bad_data(struct cmd_ctx *ctx, const char *what)
 {
     log_write(LOG_ERROR, "search.bad_data", "conn=%llu what=%s",
               (unsigned long long)conn_id(ctx->conn), what);
@@ -151,8 +72,7 @@ static enum cmd_status bad_data(struct cmd_ctx *ctx, const char *what)
     return CMD_DONE;
 }
 
-/* A failed read, or an EXEC reply that is not an array of n non-error replies. */
-static bool tx_ok(struct cmd_ctx *ctx, size_t n, enum cmd_status *out)
+bool search_tx_ok(struct cmd_ctx *ctx, size_t n, enum cmd_status *out)
 {
     const struct store_result *res = ctx->store;
     if (res->status != STORE_OK) {
@@ -177,15 +97,8 @@ static bool tx_ok(struct cmd_ctx *ctx, size_t n, enum cmd_status *out)
 
 static bool parse_u32(const char *s, size_t len, uint32_t *v_r)
 {
-    if (len == 0 || len > 10)
-        return false;
     uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (v == 0 || v > UINT32_MAX)
+    if (len > 10 || !search_parse_u64(s, len, &v) || v == 0 || v > UINT32_MAX)
         return false;
     *v_r = (uint32_t)v;
     return true;
@@ -196,45 +109,56 @@ static bool parse_u32(const char *s, size_t len, uint32_t *v_r)
 /* UID ranges (all inside the view) to normalised sequence-number ranges. */
 static struct seqset to_seqs(struct arena *a, const struct view *v, const struct seqset *uids)
 {
-    struct search_set_builder b;
-    search_set_builder_init(&b, a);
+    struct seqset out = {arena_alloc(a, (uids->count + 1) * sizeof(*out.ranges)), 0};
     for (size_t i = 0; i < uids->count; i++) {
         uint32_t s = view_seq(v, uids->ranges[i].first);
         if (s == 0)
             continue; /* cannot happen: results lie within the view */
-        (void)search_set_add(&b, s, s + (uids->ranges[i].last - uids->ranges[i].first));
+        uint32_t e = s + (uids->ranges[i].last - uids->ranges[i].first);
+        if (out.count > 0 && out.ranges[out.count - 1].last + 1 >= s) {
+            out.ranges[out.count - 1].last = e; /* UIDs apart, sequence numbers adjacent */
+            continue;
+        }
+        out.ranges[out.count].first = s;
+        out.ranges[out.count].last = e;
+        out.count++;
     }
-    return search_set_done(&b);
+    return out;
 }
 
-/* " n1 n2 ..." for every number of set, formatted by hand in 64 KiB slices (answers of 100,000
- * numbers are common; printf per number costs more than the search). */
+/* " n1 n2 ..." for every number of set, formatted by hand straight into the output buffer in
+ * slices of up to 64 KiB (answers of 100,000 numbers are common; printf per number costs more
+ * than the search). */
 static void add_numbers(struct evbuffer *b, const struct seqset *set)
 {
-    char buf[65536];
+    enum { SLICE = 65536, NUM_MAX = 11 };
+    struct evbuffer_iovec v;
     size_t used = 0;
+    bool open = false;
     for (size_t i = 0; i < set->count; i++) {
         for (uint64_t n = set->ranges[i].first; n <= set->ranges[i].last; n++) {
-            if (used > sizeof(buf) - 16) {
-                evbuffer_add(b, buf, used);
+            if (!open || used > v.iov_len - NUM_MAX) {
+                if (open) {
+                    v.iov_len = used;
+                    evbuffer_commit_space(b, &v, 1);
+                }
+                if (evbuffer_reserve_space(b, SLICE, &v, 1) < 1)
+                    return;
+                open = true;
                 used = 0;
             }
-            char digits[12];
-            size_t k = 0;
-            uint64_t v = n;
-            do {
-                digits[k++] = (char)('0' + v % 10);
-                v /= 10;
-            } while (v > 0);
-            buf[used++] = ' ';
-            while (k > 0)
-                buf[used++] = digits[--k];
+            char *out = (char *)v.iov_base + used;
+            out[0] = ' ';
+            used += 1 + search_fmt_u64(out + 1, n);
         }
     }
-    evbuffer_add(b, buf, used);
+    if (open) {
+        v.iov_len = used;
+        evbuffer_commit_space(b, &v, 1);
+    }
 }
 
-static enum cmd_status finish(struct cmd_ctx *ctx)
+enum cmd_status search_finish(struct cmd_ctx *ctx)
 {
     struct search_state *st = ctx->state;
     struct seqset matched = search_set_done(&st->matched), result;
@@ -269,401 +193,6 @@ static enum cmd_status finish(struct cmd_ctx *ctx)
     return CMD_DONE;
 }
 
-/* ---- per-message phase ---- */
-
-static enum cmd_status batch_next(struct cmd_ctx *ctx);
-
-/* Adds the batch's matches (in UID order) and goes on with the next batch. */
-static enum cmd_status batch_conclude(struct cmd_ctx *ctx)
-{
-    struct search_state *st = ctx->state;
-    for (size_t i = 0; i < st->n_msgs; i++) {
-        if (search_eval(&st->q, &st->msgs[i]) == SEARCH_YES)
-            (void)search_set_add(&st->matched, st->msgs[i].uid, st->msgs[i].uid);
-    }
-    return batch_next(ctx);
-}
-
-static void collect_undecided(struct search_state *st)
-{
-    st->n_undecided = 0;
-    for (size_t i = 0; i < st->n_msgs; i++) {
-        if (search_eval(&st->q, &st->msgs[i]) == SEARCH_UNKNOWN)
-            st->undecided[st->n_undecided++] = (uint32_t)i;
-    }
-}
-
-static enum cmd_status raw_round(struct cmd_ctx *ctx);
-
-static void raw_work(void *job)
-{
-    struct raw_batch *rb = job;
-    for (size_t i = 0; i < rb->n_pieces; i++) {
-        const struct raw_piece *p = &rb->pieces[i];
-        struct raw_item *it = &rb->items[p->item];
-        search_scan_feed(&it->scan, p->offset, rb->buf + p->buf_off, p->len);
-        if (p->offset + p->len >= it->need && !it->ended) {
-            search_scan_end(&it->scan, &rb->found[p->item * rb->n_needles]);
-            search_scan_free(&it->scan);
-            it->ended = true;
-        }
-    }
-    rb->n_pieces = 0;
-    rb->buf_len = 0;
-}
-
-static enum cmd_status raw_apply(struct cmd_ctx *ctx)
-{
-    struct search_state *st = ctx->state;
-    struct raw_batch *rb = st->raw;
-    for (size_t i = 0; i < rb->n_items; i++) {
-        struct raw_item *it = &rb->items[i];
-        if (!it->ended) {
-            search_scan_end(&it->scan, &rb->found[i * rb->n_needles]);
-            search_scan_free(&it->scan);
-            it->ended = true;
-        }
-        struct search_msg *m = &st->msgs[it->msg];
-        for (size_t k = 0; k < rb->n_needles; k++) {
-            m->leaf[st->raw_keys[k]->leaf] =
-                rb->found[i * rb->n_needles + k] ? SEARCH_YES : SEARCH_NO;
-        }
-    }
-    raw_batch_free(rb);
-    st->raw = NULL;
-    return batch_conclude(ctx);
-}
-
-static enum cmd_status raw_worked(struct cmd_ctx *ctx)
-{
-    struct search_state *st = ctx->state;
-    st->raw = ctx->job;
-    ctx->job = NULL;
-    if (st->raw->cursor < st->raw->n_items)
-        return raw_round(ctx);
-    return raw_apply(ctx);
-}
-
-static enum cmd_status raw_got(struct cmd_ctx *ctx)
-{
-    struct search_state *st = ctx->state;
-    struct raw_batch *rb = st->raw;
-    enum cmd_status out;
-    if (!tx_ok(ctx, rb->n_pieces, &out))
-        return out;
-    const redisReply *r = ctx->store->reply;
-    size_t total = 0;
-    for (size_t i = 0; i < rb->n_pieces; i++) {
-        const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_STRING)
-            return bad_data(ctx, "getrange");
-        total += e->len;
-    }
-    if (total > rb->buf_cap) {
-        free(rb->buf);
-        rb->buf = malloc(total);
-        if (rb->buf == NULL)
-            abort();
-        rb->buf_cap = total;
-    }
-    rb->buf_len = 0;
-    for (size_t i = 0; i < rb->n_pieces; i++) {
-        const redisReply *e = r->element[i];
-        struct raw_piece *p = &rb->pieces[i];
-        /* Content is immutable; a shorter answer means it went away: scan what there is. */
-        if (e->len < p->len)
-            p->len = e->len;
-        p->buf_off = rb->buf_len;
-        if (e->len > 0)
-            memcpy(rb->buf + rb->buf_len, e->str, p->len);
-        rb->buf_len += p->len;
-    }
-    rb->submitting = true;
-    bool full = false;
-    enum cmd_status s = conn_work(ctx, raw_worked, raw_work, raw_job_free, rb, &full);
-    rb->submitting = false;
-    if (full) {
-        raw_work(rb); /* pool saturated: one bounded round inline */
-        if (rb->cursor < rb->n_items)
-            return raw_round(ctx);
-        return raw_apply(ctx);
-    }
-    st->raw = NULL; /* the job owns it until raw_worked */
-    return s;
-}
-
-static enum cmd_status raw_round(struct cmd_ctx *ctx)
-{
-    struct search_state *st = ctx->state;
-    struct raw_batch *rb = st->raw;
-    /* Schedule pieces from the cursor until the round's byte budget is used. */
-    uint64_t budget = ROUND_BYTES;
-    rb->n_pieces = 0;
-    while (rb->cursor < rb->n_items && budget > 0) {
-        struct raw_item *it = &rb->items[rb->cursor];
-        if (it->fed >= it->need) {
-            rb->cursor++;
-            continue;
-        }
-        uint64_t len = it->need - it->fed;
-        if (len > budget)
-            len = budget;
-        struct raw_piece *p = &rb->pieces[rb->n_pieces++];
-        p->item = rb->cursor;
-        p->offset = it->fed;
-        p->len = (size_t)len;
-        it->fed += len;
-        budget -= len;
-        if (it->fed >= it->need)
-            rb->cursor++;
-    }
-    if (rb->n_pieces == 0)
-        return raw_apply(ctx);
-    const char *nsid = conn_nsid(ctx->conn);
-    size_t n = rb->n_pieces;
-    int *argc = arena_calloc(st->batch, n, sizeof(*argc));
-    const char *const **argv = arena_calloc(st->batch, n, sizeof(*argv));
-    const size_t **argvlen = arena_calloc(st->batch, n, sizeof(*argvlen));
-    for (size_t i = 0; i < n; i++) {
-        const struct raw_piece *p = &rb->pieces[i];
-        struct key k;
-        keys_content_raw(&k, nsid, st->msgs[rb->items[p->item].msg].sha);
-        const char **av = arena_calloc(st->batch, 4, sizeof(*av));
-        size_t *al = arena_calloc(st->batch, 4, sizeof(*al));
-        av[0] = "GETRANGE";
-        al[0] = 8;
-        av[1] = arena_strndup(st->batch, k.s, k.len);
-        al[1] = k.len;
-        av[2] = arena_printf(st->batch, "%" PRIu64, p->offset);
-        al[2] = strlen(av[2]);
-        av[3] = arena_printf(st->batch, "%" PRIu64, p->offset + p->len - 1);
-        al[3] = strlen(av[3]);
-        argc[i] = 4;
-        argv[i] = av;
-        argvlen[i] = al;
-    }
-    return conn_redis_tx(ctx, raw_got, n, argc, argv, argvlen);
-}
-
-/* Sets up raw scanning for the messages still undecided after the parse stage. */
-static void raw_setup(struct search_state *st, size_t n_items)
-{
-    struct raw_batch *rb = calloc(1, sizeof(*rb));
-    if (rb == NULL)
-        abort();
-    rb->n_needles = st->n_raw;
-    rb->needles = calloc(st->n_raw, sizeof(*rb->needles));
-    rb->items = calloc(n_items == 0 ? 1 : n_items, sizeof(*rb->items));
-    /* A round holds at most one piece per item, plus nothing else. */
-    rb->pieces = calloc(n_items == 0 ? 1 : n_items, sizeof(*rb->pieces));
-    rb->found = calloc(n_items * st->n_raw + 1, sizeof(*rb->found));
-    if (rb->needles == NULL || rb->items == NULL || rb->pieces == NULL || rb->found == NULL)
-        abort();
-    for (size_t i = 0; i < st->n_raw; i++) {
-        const struct search_key *k = st->raw_keys[i];
-        struct search_needle *nd = &rb->needles[i];
-        const char *v = k->op == SEARCH_HEADER ? k->value : k->str;
-        size_t vl = k->op == SEARCH_HEADER ? k->value_len : k->len;
-        nd->kind = k->op == SEARCH_HEADER ? SEARCH_NEEDLE_HEADER
-                   : k->op == SEARCH_BODY ? SEARCH_NEEDLE_BODY
-                                          : SEARCH_NEEDLE_TEXT;
-        nd->value = malloc(vl + 1);
-        if (nd->value == NULL)
-            abort();
-        memcpy(nd->value, v, vl);
-        nd->value_len = vl;
-        if (k->op == SEARCH_HEADER) {
-            nd->name = strndup(k->str, k->len);
-            if (nd->name == NULL)
-                abort();
-            nd->name_len = k->len;
-        }
-    }
-    rb->body = st->q.raw_body;
-    st->raw = rb;
-}
-
-static enum cmd_status batch_got_parse(struct cmd_ctx *ctx)
-{
-    struct search_state *st = ctx->state;
-    enum cmd_status out;
-    if (!tx_ok(ctx, st->n_undecided, &out))
-        return out;
-    const redisReply *r = ctx->store->reply;
-    bool raw = (st->q.levels & (1u << SEARCH_LEVEL_RAW)) != 0;
-    if (raw)
-        raw_setup(st, st->n_undecided);
-    struct mail_buf scratch = {0};
-    for (size_t i = 0; i < st->n_undecided; i++) {
-        struct search_msg *m = &st->msgs[st->undecided[i]];
-        const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_STRING) {
-            m->gone = true; /* content released: the message went away */
-            continue;
-        }
-        struct mail_view *view = NULL;
-        const char *error = NULL;
-        if (mail_view_open((const uint8_t *)e->str, e->len, &view, &error) != 0) {
-            log_write(LOG_ERROR, "search.bad_parse", "sha=%s error=%s", m->sha, error);
-            m->gone = true;
-            continue;
-        }
-        search_eval_parse(&st->q, m, view, &scratch);
-        mail_view_free(&view);
-        if (!raw || search_eval(&st->q, m) != SEARCH_UNKNOWN)
-            continue;
-        struct raw_batch *rb = st->raw;
-        struct raw_item *it = &rb->items[rb->n_items];
-        it->msg = st->undecided[i];
-        if (search_scan_begin(&it->scan, rb->needles, rb->n_needles, (const uint8_t *)e->str,
-                              e->len, &error) != 0) {
-            m->gone = true;
-            continue;
-        }
-        it->need = search_scan_need(&it->scan, rb->body);
-        rb->n_items++;
-    }
-    mail_buf_free(&scratch);
-    if (raw && st->raw->n_items > 0)
-        return raw_round(ctx);
-    if (raw) {
-        raw_batch_free(st->raw);
-        st->raw = NULL;
-    }
-    return batch_conclude(ctx);
-}
-
-static enum cmd_status batch_got_records(struct cmd_ctx *ctx)
-{
-    struct search_state *st = ctx->state;
-    bool want_msg = st->q.uses_msg || st->q.root->level >= SEARCH_LEVEL_PARSE;
-    size_t n = (want_msg ? 1u : 0u) + (st->q.uses_flags ? 1u : 0u);
-    enum cmd_status out;
-    if (!tx_ok(ctx, n, &out))
-        return out;
-    const redisReply *r = ctx->store->reply;
-    size_t slot = 0;
-    if (want_msg) {
-        const redisReply *recs = r->element[slot++];
-        if (recs->type != REDIS_REPLY_ARRAY || recs->elements != st->n_msgs)
-            return bad_data(ctx, "hmget msg");
-        for (size_t i = 0; i < st->n_msgs; i++) {
-            const redisReply *e = recs->element[i];
-            struct search_msg *m = &st->msgs[i];
-            if (e->type != REDIS_REPLY_STRING) {
-                m->gone = true;
-                continue;
-            }
-            if (search_msg_record(st->batch, m, e->str, e->len) != 0)
-                return bad_data(ctx, "msg record");
-        }
-    }
-    if (st->q.uses_flags) {
-        const redisReply *fl = r->element[slot++];
-        if (fl->type != REDIS_REPLY_ARRAY || fl->elements != st->n_msgs)
-            return bad_data(ctx, "hmget flags");
-        for (size_t i = 0; i < st->n_msgs; i++) {
-            const redisReply *e = fl->element[i];
-            struct search_msg *m = &st->msgs[i];
-            m->have_flags = true;
-            m->flags = e->type == REDIS_REPLY_STRING ? arena_strndup(st->batch, e->str, e->len) : "";
-        }
-    }
-    for (size_t i = 0; i < st->n_msgs; i++)
-        search_eval_record(&st->q, &st->msgs[i]);
-    collect_undecided(st);
-    if (st->n_undecided == 0 || st->q.root->level < SEARCH_LEVEL_PARSE)
-        return batch_conclude(ctx);
-    /* The stored parse of each undecided message, one HGET each, one transaction. */
-    const char *nsid = conn_nsid(ctx->conn);
-    size_t u = st->n_undecided;
-    int *argc = arena_calloc(st->batch, u, sizeof(*argc));
-    const char *const **argv = arena_calloc(st->batch, u, sizeof(*argv));
-    const size_t **argvlen = arena_calloc(st->batch, u, sizeof(*argvlen));
-    for (size_t i = 0; i < u; i++) {
-        struct key k;
-        keys_content(&k, nsid, st->msgs[st->undecided[i]].sha);
-        const char **av = arena_calloc(st->batch, 3, sizeof(*av));
-        size_t *al = arena_calloc(st->batch, 3, sizeof(*al));
-        av[0] = "HGET";
-        al[0] = 4;
-        av[1] = arena_strndup(st->batch, k.s, k.len);
-        al[1] = k.len;
-        av[2] = "parse";
-        al[2] = 5;
-        argc[i] = 3;
-        argv[i] = av;
-        argvlen[i] = al;
-    }
-    return conn_redis_tx(ctx, batch_got_parse, u, argc, argv, argvlen);
-}
-
-static enum cmd_status batch_next(struct cmd_ctx *ctx)
-{
-    struct search_state *st = ctx->state;
-    arena_reset(st->batch);
-    /* Next up to BATCH candidate UIDs. */
-    uint32_t *uids = arena_calloc(st->batch, BATCH, sizeof(*uids));
-    size_t n = 0;
-    while (n < BATCH && st->cand_range < st->cand.count) {
-        const struct seqset_range *rg = &st->cand.ranges[st->cand_range];
-        if (st->cand_next < rg->first)
-            st->cand_next = rg->first;
-        uids[n++] = st->cand_next;
-        if (st->cand_next == rg->last) {
-            st->cand_range++;
-            st->cand_next = 0;
-        } else {
-            st->cand_next++;
-        }
-    }
-    if (n == 0)
-        return finish(ctx);
-    st->n_msgs = n;
-    st->msgs = arena_calloc(st->batch, n, sizeof(*st->msgs));
-    st->undecided = arena_calloc(st->batch, n, sizeof(*st->undecided));
-    const char **nums = arena_calloc(st->batch, n, sizeof(*nums));
-    size_t *num_lens = arena_calloc(st->batch, n, sizeof(*num_lens));
-    for (size_t i = 0; i < n; i++) {
-        st->msgs[i].uid = uids[i];
-        st->msgs[i].leaf = arena_alloc(st->batch, st->q.n_leaves + 1);
-        memset(st->msgs[i].leaf, SEARCH_UNKNOWN, st->q.n_leaves + 1);
-        nums[i] = arena_printf(st->batch, "%" PRIu32, uids[i]);
-        num_lens[i] = strlen(nums[i]);
-    }
-    bool want_msg = st->q.uses_msg || st->q.root->level >= SEARCH_LEVEL_PARSE;
-    const char *nsid = conn_nsid(ctx->conn);
-    const char *mbxid = conn_selected(ctx->conn)->mbxid;
-    int argc[2];
-    const char *const *argv[2];
-    const size_t *argvlen[2];
-    size_t t = 0;
-    for (int which = 0; which < 2; which++) {
-        if (which == 0 ? !want_msg : !st->q.uses_flags)
-            continue;
-        struct key k;
-        keys_mbx(&k, nsid, mbxid, which == 0 ? KEYS_MBX_MSG : KEYS_MBX_FLAGS);
-        const char **av = arena_calloc(st->batch, n + 2, sizeof(*av));
-        size_t *al = arena_calloc(st->batch, n + 2, sizeof(*al));
-        av[0] = "HMGET";
-        al[0] = 5;
-        av[1] = arena_strndup(st->batch, k.s, k.len);
-        al[1] = k.len;
-        memcpy(av + 2, nums, n * sizeof(*nums));
-        memcpy(al + 2, num_lens, n * sizeof(*num_lens));
-        argc[t] = (int)(n + 2);
-        argv[t] = av;
-        argvlen[t] = al;
-        t++;
-    }
-    if (t == 0) {
-        /* Only index keys and per-message keys that need nothing read: cannot happen (the
-         * bounds would agree), but evaluate what is known rather than loop. */
-        return batch_conclude(ctx);
-    }
-    return conn_redis_tx(ctx, batch_got_records, t, argc, argv, argvlen);
-}
-
 /* ---- index phase ---- */
 
 static enum cmd_status idx_round(struct cmd_ctx *ctx);
@@ -682,8 +211,17 @@ static enum cmd_status plan(struct cmd_ctx *ctx)
     struct seqset vset = search_set_done(&vb);
     struct seqset runs = search_set_done(&st->idx[IDX_RUNS].b);
     search_set_and(ctx->arena, &vset, &runs, &st->universe);
-    struct seqset unseen = search_set_done(&st->idx[IDX_UNSEEN].b);
-    struct seqset deleted = search_set_done(&st->idx[IDX_DELETED].b);
+    struct seqset unseen, deleted;
+    if (st->fsrc == FLAG_SRC_CHUNKS) {
+        struct seqset x = search_set_done(&st->cu), y = search_set_done(&st->hu);
+        search_set_or(ctx->arena, &x, &y, &unseen);
+        x = search_set_done(&st->cd);
+        y = search_set_done(&st->hd);
+        search_set_or(ctx->arena, &x, &y, &deleted);
+    } else {
+        unseen = search_set_done(&st->idx[IDX_UNSEEN].b);
+        deleted = search_set_done(&st->idx[IDX_DELETED].b);
+    }
     struct search_index ix = {&st->universe, &unseen, &deleted, sel->recent_first};
     struct seqset may;
     search_eval_sets(ctx->arena, &st->q, &ix, &st->must, &may);
@@ -692,7 +230,7 @@ static enum cmd_status plan(struct cmd_ctx *ctx)
     st->n_raw = search_raw_keys(&st->q, NULL, 0);
     st->raw_keys = arena_calloc(ctx->arena, st->n_raw + 1, sizeof(const struct search_key *));
     (void)search_raw_keys(&st->q, st->raw_keys, st->n_raw);
-    return batch_next(ctx);
+    return search_batch_next(ctx);
 }
 
 static bool add_member(struct idx_read *ir, int which, const redisReply *e)
@@ -717,14 +255,92 @@ static bool add_member(struct idx_read *ir, int which, const redisReply *e)
     return true;
 }
 
+static void add_uids(struct search_set_builder *b, const uint32_t *uids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        (void)search_set_add(b, uids[i], uids[i]);
+}
+
+/* The GETs of 'f' chunks came back: their \Seen / \Deleted members, or the chunk is missing. */
+static void got_chunks(struct cmd_ctx *ctx, const redisReply *const *e, bool exact)
+{
+    struct search_state *st = ctx->state;
+    if (!st->first_seen) {
+        st->first_seen = true;
+        st->first_exact = exact;
+    }
+    uint32_t *unseen = arena_alloc(st->batch, COLCACHE_CHUNK * sizeof(*unseen));
+    uint32_t *deleted = arena_alloc(st->batch, COLCACHE_CHUNK * sizeof(*deleted));
+    struct search_chunk sc = {.recs = arena_alloc(st->batch, COLCACHE_CHUNK * sizeof(*sc.recs))};
+    for (size_t i = 0; i < st->n_fl_group; i++) {
+        const struct search_vpart *vp = &st->fl_group[i];
+        size_t nu = 0, nd = 0;
+        if (e[i]->type == REDIS_REPLY_STRING &&
+            search_chunk_load(&sc, e[i]->str, e[i]->len, COLCACHE_FLAGS, vp->chunk) &&
+            search_chunk_flag_members(&sc, vp, unseen, &nu, deleted, &nd)) {
+            add_uids(&st->cu, unseen, nu);
+            add_uids(&st->cd, deleted, nd);
+            continue;
+        }
+        if (st->n_missing == st->cap_missing) {
+            size_t cap = st->cap_missing == 0 ? 16 : st->cap_missing * 2;
+            uint32_t *m = arena_alloc(ctx->arena, cap * sizeof(*m));
+            if (st->n_missing > 0)
+                memcpy(m, st->missing, st->n_missing * sizeof(*m));
+            st->missing = m;
+            st->cap_missing = cap;
+        }
+        st->missing[st->n_missing++] = vp->chunk;
+        st->missing_msgs += vp->count;
+    }
+}
+
+/* HMGET /flags of whole chunks came back: their members, and the chunks rebuilt when exact. */
+static int got_flags(struct cmd_ctx *ctx, const redisReply *const *e, bool exact, uint64_t hms)
+{
+    struct search_state *st = ctx->state;
+    const struct view *v = cur_view(ctx);
+    for (size_t i = 0; i < st->n_fl_group; i++) {
+        const struct search_vpart *vp = &st->fl_group[i];
+        if (e[i]->type != REDIS_REPLY_ARRAY || e[i]->elements != vp->count)
+            return -1;
+        struct colcache_builder b;
+        if (exact)
+            colcache_build_begin(&b, COLCACHE_FLAGS, vp->chunk, hms, vp->max_uid + 1);
+        for (uint32_t k = 0; k < vp->count; k++) {
+            uint32_t uid = view_uid(v, vp->first_seq + k);
+            const redisReply *f = e[i]->element[k];
+            const char *s = f->type == REDIS_REPLY_STRING ? f->str : "";
+            size_t len = f->type == REDIS_REPLY_STRING ? f->len : 0;
+            bool seen = false, del = false;
+            search_flags_seen_deleted(s, len, &seen, &del);
+            if (!seen)
+                (void)search_set_add(&st->hu, uid, uid);
+            if (del)
+                (void)search_set_add(&st->hd, uid, uid);
+            if (exact)
+                colcache_build_add(&b, uid, s, len, NULL, 0);
+        }
+        if (exact) {
+            colcache_put(conn_frontend(ctx->conn), conn_nsid(ctx->conn),
+                         conn_selected(ctx->conn)->mbxid, &b);
+            colcache_builder_free(&b);
+        }
+    }
+    return 0;
+}
+
 static enum cmd_status idx_got(struct cmd_ctx *ctx)
 {
     struct search_state *st = ctx->state;
     size_t n = 0;
     for (int i = 0; i < IDX_COUNT; i++)
         n += st->idx[i].want && !st->idx[i].done;
+    size_t n_idx = n;
+    if (st->n_fl_group > 0)
+        n += 1 + st->n_fl_group;
     enum cmd_status out;
-    if (!tx_ok(ctx, n, &out))
+    if (!search_tx_ok(ctx, n, &out))
         return out;
     const redisReply *r = ctx->store->reply;
     size_t slot = 0;
@@ -734,46 +350,138 @@ static enum cmd_status idx_got(struct cmd_ctx *ctx)
             continue;
         const redisReply *e = r->element[slot++];
         if (e->type != REDIS_REPLY_ARRAY)
-            return bad_data(ctx, "index");
+            return search_bad_data(ctx, "index");
         for (size_t j = 0; j < e->elements; j++) {
             if (!add_member(ir, i, e->element[j]))
-                return bad_data(ctx, "index member");
+                return search_bad_data(ctx, "index member");
         }
         if (e->elements < IDX_BATCH || ir->next > st->hi || ir->next == UINT32_MAX)
             ir->done = true;
     }
+    if (st->n_fl_group > 0 && st->fsrc == FLAG_SRC_CHUNKS) {
+        const redisReply *h = r->element[n_idx];
+        uint64_t hms = 0;
+        bool exact = h->type == REDIS_REPLY_STRING && search_parse_u64(h->str, h->len, &hms) &&
+                     hms == st->view_modseq;
+        const redisReply *const *e = (const redisReply *const *)r->element + n_idx + 1;
+        if (!st->fl_hmget)
+            got_chunks(ctx, e, exact);
+        else if (got_flags(ctx, e, exact, hms) != 0)
+            return search_bad_data(ctx, "hmget flags");
+    }
     return idx_round(ctx);
+}
+
+static void add_cmd(struct arena *a, int *argc, const char *const **argv, const size_t **argvlen,
+                    size_t *n, const char **av, size_t ac)
+{
+    size_t *al = arena_alloc(a, ac * sizeof(*al));
+    for (size_t i = 0; i < ac; i++)
+        al[i] = strlen(av[i]);
+    argc[*n] = (int)ac;
+    argv[*n] = av;
+    argvlen[*n] = al;
+    (*n)++;
+}
+
+/* The next chunks of the round: 'f' GETs, else the /flags of chunks found missing. */
+static void next_group(struct cmd_ctx *ctx)
+{
+    struct search_state *st = ctx->state;
+    const struct view *v = cur_view(ctx);
+    st->n_fl_group = 0;
+    if (st->fsrc != FLAG_SRC_CHUNKS)
+        return;
+    st->fl_group = arena_alloc(st->batch, IDX_CHUNKS * sizeof(*st->fl_group));
+    if (!st->fl_gets_done) {
+        st->fl_hmget = false;
+        uint32_t chunk;
+        while (st->n_fl_group < IDX_CHUNKS && search_cache_next_chunk(v, st->fl_cursor, &chunk)) {
+            search_cache_vpart(v, chunk, &st->fl_group[st->n_fl_group++]);
+            st->fl_cursor = (uint64_t)chunk + 1;
+        }
+        if (st->n_fl_group < IDX_CHUNKS)
+            st->fl_gets_done = true;
+        if (st->n_fl_group > 0)
+            return;
+    }
+    if (st->n_missing > 0 && st->missing_next == 0 && !st->first_exact &&
+        st->missing_msgs * 8 > view_count(v)) {
+        /* Many chunks missing and none can be rebuilt now: the indexes are cheaper. */
+        st->fsrc = FLAG_SRC_INDEX;
+        st->idx[IDX_UNSEEN].want = st->q.uses_seen;
+        st->idx[IDX_DELETED].want = st->q.uses_deleted;
+        return;
+    }
+    st->fl_hmget = true;
+    while (st->n_fl_group < IDX_HMGET_CHUNKS && st->missing_next < st->n_missing)
+        search_cache_vpart(v, st->missing[st->missing_next++], &st->fl_group[st->n_fl_group++]);
 }
 
 static enum cmd_status idx_round(struct cmd_ctx *ctx)
 {
     struct search_state *st = ctx->state;
+    arena_reset(st->batch);
     const char *nsid = conn_nsid(ctx->conn);
     const char *mbxid = conn_selected(ctx->conn)->mbxid;
+    const struct view *v = cur_view(ctx);
     static const enum keys_mbx_part parts[IDX_COUNT] = {KEYS_MBX_RUNS, KEYS_MBX_UNSEEN,
                                                         KEYS_MBX_DELETED};
-    int argc[IDX_COUNT];
-    const char *const *argv[IDX_COUNT];
-    const size_t *argvlen[IDX_COUNT];
+    next_group(ctx);
+    size_t max = IDX_COUNT + 1 + st->n_fl_group;
+    int *argc = arena_alloc(st->batch, max * sizeof(*argc));
+    const char *const **argv = arena_alloc(st->batch, max * sizeof(*argv));
+    const size_t **argvlen = arena_alloc(st->batch, max * sizeof(*argvlen));
     size_t n = 0;
+    struct key k;
     for (int i = 0; i < IDX_COUNT; i++) {
         struct idx_read *ir = &st->idx[i];
         if (!ir->want || ir->done)
             continue;
-        struct key k;
         keys_mbx(&k, nsid, mbxid, parts[i]);
-        const char **av = arena_calloc(ctx->arena, 7, sizeof(*av));
-        size_t *al = arena_calloc(ctx->arena, 7, sizeof(*al));
+        const char **av = arena_alloc(st->batch, 7 * sizeof(*av));
         av[0] = "ZRANGEBYSCORE";
-        av[1] = arena_strndup(ctx->arena, k.s, k.len);
-        av[2] = arena_printf(ctx->arena, "%" PRIu32, ir->next);
-        av[3] = arena_printf(ctx->arena, "%" PRIu32, st->hi);
+        av[1] = arena_strndup(st->batch, k.s, k.len);
+        av[2] = arena_printf(st->batch, "%" PRIu32, ir->next);
+        av[3] = arena_printf(st->batch, "%" PRIu32, st->hi);
         av[4] = "LIMIT";
         av[5] = "0";
-        av[6] = arena_printf(ctx->arena, "%d", IDX_BATCH);
-        for (int j = 0; j < 7; j++)
-            al[j] = strlen(av[j]);
-        argc[n] = 7;
+        av[6] = arena_printf(st->batch, "%d", IDX_BATCH);
+        add_cmd(st->batch, argc, argv, argvlen, &n, av, 7);
+    }
+    if (st->n_fl_group > 0) {
+        keys_mbx(&k, nsid, mbxid, KEYS_MBX);
+        const char **av = arena_alloc(st->batch, 3 * sizeof(*av));
+        av[0] = "HGET";
+        av[1] = arena_strndup(st->batch, k.s, k.len);
+        av[2] = "highestmodseq";
+        add_cmd(st->batch, argc, argv, argvlen, &n, av, 3);
+    }
+    for (size_t g = 0; g < st->n_fl_group; g++) {
+        const struct search_vpart *vp = &st->fl_group[g];
+        if (!st->fl_hmget) {
+            keys_mbx_cache(&k, nsid, mbxid, 'f', vp->chunk);
+            const char **av = arena_alloc(st->batch, 2 * sizeof(*av));
+            av[0] = "GET";
+            av[1] = arena_strndup(st->batch, k.s, k.len);
+            add_cmd(st->batch, argc, argv, argvlen, &n, av, 2);
+            continue;
+        }
+        keys_mbx(&k, nsid, mbxid, KEYS_MBX_FLAGS);
+        const char **av = arena_alloc(st->batch, (vp->count + 2) * sizeof(*av));
+        size_t *al = arena_alloc(st->batch, (vp->count + 2) * sizeof(*al));
+        char *digits = arena_alloc(st->batch, (size_t)vp->count * 10 + 1);
+        av[0] = "HMGET";
+        al[0] = 5;
+        av[1] = arena_strndup(st->batch, k.s, k.len);
+        al[1] = k.len;
+        size_t used = 0;
+        for (uint32_t i = 0; i < vp->count; i++) {
+            av[2 + i] = digits + used;
+            al[2 + i] = search_fmt_u64(digits + used, view_uid(v, vp->first_seq + i));
+            used += al[2 + i];
+        }
+        argc[n] = (int)(vp->count + 2);
         argv[n] = av;
         argvlen[n] = al;
         n++;
@@ -807,6 +515,13 @@ static int resolve_sets(struct cmd_ctx *ctx, struct search_key *k, const char **
     return 0;
 }
 
+/* True when the view holds enough messages per chunk it touches for chunk reads to pay. */
+static bool chunks_pay(const struct view *v, uint32_t lo, uint32_t hi)
+{
+    uint64_t span = (uint64_t)colcache_chunk(hi) - colcache_chunk(lo) + 1;
+    return span <= 4 || span * MIN_CHUNK_FILL <= view_count(v);
+}
+
 enum cmd_status cmd_search(struct cmd_ctx *ctx)
 {
     struct search_state *st = arena_calloc(ctx->arena, 1, sizeof(*st));
@@ -821,18 +536,31 @@ enum cmd_status cmd_search(struct cmd_ctx *ctx)
         reply_tagged(ctx, "BAD", NULL, "%s", error);
         return CMD_DONE;
     }
-    const struct view *v = cur_view(ctx);
+    const struct selected *sel = conn_selected(ctx->conn);
+    const struct view *v = sel->view;
     st->batch = arena_new(64 * 1024);
     if (view_count(v) == 0)
-        return finish(ctx);
+        return search_finish(ctx);
     st->lo = view_uid(v, 1);
     st->hi = view_max_uid(v);
+    st->view_modseq = sel->highestmodseq;
+    st->want_f = st->q.uses_flags;
+    st->want_m = st->q.uses_msg || st->q.root->level >= SEARCH_LEVEL_PARSE;
+    bool caches = colcache_enabled(conn_frontend(ctx->conn)) && chunks_pay(v, st->lo, st->hi);
+    st->cache = caches;
+    bool flags_at_index = st->q.uses_seen || st->q.uses_deleted;
+    st->fsrc = caches && flags_at_index ? FLAG_SRC_CHUNKS : FLAG_SRC_INDEX;
+    st->fl_cursor = colcache_chunk(st->lo);
     st->idx[IDX_RUNS].want = true;
-    st->idx[IDX_UNSEEN].want = st->q.uses_seen;
-    st->idx[IDX_DELETED].want = st->q.uses_deleted;
+    st->idx[IDX_UNSEEN].want = st->fsrc == FLAG_SRC_INDEX && st->q.uses_seen;
+    st->idx[IDX_DELETED].want = st->fsrc == FLAG_SRC_INDEX && st->q.uses_deleted;
     for (int i = 0; i < IDX_COUNT; i++) {
         search_set_builder_init(&st->idx[i].b, ctx->arena);
         st->idx[i].next = i == IDX_RUNS ? 0 : st->lo;
     }
+    search_set_builder_init(&st->cu, ctx->arena);
+    search_set_builder_init(&st->cd, ctx->arena);
+    search_set_builder_init(&st->hu, ctx->arena);
+    search_set_builder_init(&st->hd, ctx->arena);
     return idx_round(ctx);
 }

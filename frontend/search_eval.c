@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "frontend/search_cache.h"
 #include "frontend/search_set.h"
 
 static int64_t day_of(int64_t t)
@@ -157,17 +158,6 @@ int search_msg_record(struct arena *a, struct search_msg *m, const char *rec, si
     return 0;
 }
 
-static bool has_flag(const char *flags, const char *want, size_t want_len)
-{
-    const char *p = flags, *end = flags + strlen(flags), *s;
-    size_t len;
-    while (field(&p, end, &s, &len)) {
-        if (len == want_len && strncasecmp(s, want, len) == 0)
-            return true;
-    }
-    return false;
-}
-
 static void record_leaves(const struct search_key *k, struct search_msg *m)
 {
     if (k->op == SEARCH_AND || k->op == SEARCH_OR || k->op == SEARCH_NOT) {
@@ -187,13 +177,13 @@ static void record_leaves(const struct search_key *k, struct search_msg *m)
     case SEARCH_DRAFT: fl = "\\Draft"; break;
     case SEARCH_KEYWORD:
         if (m->have_flags)
-            r = has_flag(m->flags, k->str, k->len);
+            r = search_flags_has(m->flags, m->flags_len, k->str, k->len);
         break;
     default:
         break;
     }
     if (fl != NULL && m->have_flags)
-        r = has_flag(m->flags, fl, strlen(fl));
+        r = search_flags_has(m->flags, m->flags_len, fl, strlen(fl));
     if (m->have_record) {
         int64_t day = day_of(m->internaldate);
         switch (k->op) {
@@ -221,27 +211,46 @@ void search_eval_record(const struct search_query *q, struct search_msg *m)
         record_leaves(q->root, m);
 }
 
-static bool env_contains(const struct mail_part *root, enum mail_env_field f, const char *needle,
-                         size_t len, struct mail_buf *buf)
+void search_scratch_free(struct search_scratch *s)
 {
-    if (len == 0)
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (s->ready[i])
+            mail_matcher_free(&s->matchers[i]);
+    }
+    free(s->matchers);
+    free(s->ready);
+    mail_buf_free(&s->buf);
+    memset(s, 0, sizeof(*s));
+}
+
+static bool env_contains(const struct search_key *k, const struct mail_part *root,
+                         enum mail_env_field f, struct search_scratch *s)
+{
+    if (k->len == 0)
         return true;
     const struct mail_str *v = &root->envelope[f];
     if (v->data == NULL)
         return false;
-    mail_buf_reset(buf);
-    mail_header_decode(v->data, v->len, buf);
-    return mail_text_contains(buf->data, buf->len, (const uint8_t *)needle, len);
+    mail_buf_reset(&s->buf);
+    mail_header_decode(v->data, v->len, &s->buf);
+    struct mail_matcher *m = &s->matchers[k->leaf];
+    if (!s->ready[k->leaf]) {
+        mail_matcher_init(m, (const uint8_t *)k->str, k->len);
+        s->ready[k->leaf] = true;
+    } else {
+        mail_matcher_reset(m);
+    }
+    return mail_matcher_feed(m, s->buf.data, s->buf.len);
 }
 
 static void parse_leaves(const struct search_key *k, struct search_msg *m,
-                         const struct mail_part *root, struct mail_buf *buf, int64_t sent_day,
+                         const struct mail_part *root, struct search_scratch *s, int64_t sent_day,
                          bool have_sent)
 {
     if (k->op == SEARCH_AND || k->op == SEARCH_OR || k->op == SEARCH_NOT) {
         for (size_t i = 0; i < k->n_kids; i++) {
             if (k->kids[i]->level >= SEARCH_LEVEL_PARSE)
-                parse_leaves(k->kids[i], m, root, buf, sent_day, have_sent);
+                parse_leaves(k->kids[i], m, root, s, sent_day, have_sent);
         }
         return;
     }
@@ -252,21 +261,28 @@ static void parse_leaves(const struct search_key *k, struct search_msg *m,
     case SEARCH_SENTBEFORE: r = have_sent && sent_day < k->num; break;
     case SEARCH_SENTON: r = have_sent && sent_day == k->num; break;
     case SEARCH_SENTSINCE: r = have_sent && sent_day >= k->num; break;
-    case SEARCH_FROM: r = env_contains(root, MAIL_ENV_FROM, k->str, k->len, buf); break;
-    case SEARCH_TO: r = env_contains(root, MAIL_ENV_TO, k->str, k->len, buf); break;
-    case SEARCH_CC: r = env_contains(root, MAIL_ENV_CC, k->str, k->len, buf); break;
-    case SEARCH_BCC: r = env_contains(root, MAIL_ENV_BCC, k->str, k->len, buf); break;
-    case SEARCH_SUBJECT: r = env_contains(root, MAIL_ENV_SUBJECT, k->str, k->len, buf); break;
+    case SEARCH_FROM: r = env_contains(k, root, MAIL_ENV_FROM, s); break;
+    case SEARCH_TO: r = env_contains(k, root, MAIL_ENV_TO, s); break;
+    case SEARCH_CC: r = env_contains(k, root, MAIL_ENV_CC, s); break;
+    case SEARCH_BCC: r = env_contains(k, root, MAIL_ENV_BCC, s); break;
+    case SEARCH_SUBJECT: r = env_contains(k, root, MAIL_ENV_SUBJECT, s); break;
     default: break;
     }
     m->leaf[k->leaf] = r ? SEARCH_YES : SEARCH_NO;
 }
 
 void search_eval_parse(const struct search_query *q, struct search_msg *m,
-                       const struct mail_view *view, struct mail_buf *scratch)
+                       const struct mail_view *view, struct search_scratch *scratch)
 {
     if (q->root->level < SEARCH_LEVEL_PARSE)
         return;
+    if (scratch->matchers == NULL && q->n_leaves > 0) {
+        scratch->matchers = calloc(q->n_leaves, sizeof(*scratch->matchers));
+        scratch->ready = calloc(q->n_leaves, sizeof(*scratch->ready));
+        if (scratch->matchers == NULL || scratch->ready == NULL)
+            abort();
+        scratch->n = q->n_leaves;
+    }
     const struct mail_part *root = mail_view_root(view);
     int64_t sent_day = 0;
     bool have_sent = false;

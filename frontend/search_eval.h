@@ -48,7 +48,8 @@ struct search_msg {
     uint64_t size;
     const char *emailid, *threadid; /* NUL-terminated, in an arena */
     bool have_flags;
-    const char *flags;       /* space separated, NUL-terminated (may be "") */
+    const char *flags;       /* space separated (may be empty); not NUL-terminated */
+    size_t flags_len;
     uint8_t *leaf;           /* enum search_tri per per-message key (q->n_leaves) */
 };
 
@@ -61,9 +62,24 @@ int search_msg_record(struct arena *a, struct search_msg *m, const char *rec, si
 /* Fills the RECORD-level keys of m from its record and flags (when read). */
 void search_eval_record(const struct search_query *q, struct search_msg *m);
 
-/* Fills the PARSE-level keys of m from its stored parse; scratch is the caller's reusable buffer. */
+/*
+ * Memory search_eval_parse reuses from message to message (so its loop allocates nothing once
+ * warm): a decode buffer and one matcher per per-message key, its needle folded once. Owned by
+ * the caller; zero-initialise, release with search_scratch_free.
+ */
+struct search_scratch {
+    struct mail_buf buf;
+    struct mail_matcher *matchers; /* q->n_leaves of them, made on first use */
+    bool *ready;                   /* matchers[i] holds its needle */
+    uint32_t n;
+};
+
+/* Frees what s holds and zeroes it. Idempotent. */
+void search_scratch_free(struct search_scratch *s);
+
+/* Fills the PARSE-level keys of m from its stored parse. */
 void search_eval_parse(const struct search_query *q, struct search_msg *m,
-                       const struct mail_view *view, struct mail_buf *scratch);
+                       const struct mail_view *view, struct search_scratch *scratch);
 
 /* The tree's value for m with what is known so far (SEARCH_NO when m->gone). */
 enum search_tri search_eval(const struct search_query *q, const struct search_msg *m);

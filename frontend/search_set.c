@@ -47,9 +47,10 @@ struct seqset search_set_done(const struct search_set_builder *b)
     return s;
 }
 
+/* Room for n ranges, not zeroed: results are written front to back and read up to count. */
 static struct seqset_range *alloc_ranges(struct arena *a, size_t n)
 {
-    return arena_calloc(a, n == 0 ? 1 : n, sizeof(struct seqset_range));
+    return arena_alloc(a, (n == 0 ? 1 : n) * sizeof(struct seqset_range));
 }
 
 /* Appends to a result array sized for the worst case, merging adjacent ranges. */
@@ -71,6 +72,10 @@ static void put(struct seqset *out, uint32_t first, uint32_t last)
 void search_set_and(struct arena *a, const struct seqset *x, const struct seqset *y,
                     struct seqset *out)
 {
+    if (x->count == 0 || y->count == 0) {
+        *out = x->count == 0 ? *x : *y;
+        return;
+    }
     struct seqset r = {alloc_ranges(a, x->count + y->count), 0};
     size_t i = 0, j = 0;
     while (i < x->count && j < y->count) {
@@ -90,6 +95,10 @@ void search_set_and(struct arena *a, const struct seqset *x, const struct seqset
 void search_set_or(struct arena *a, const struct seqset *x, const struct seqset *y,
                    struct seqset *out)
 {
+    if (x->count == 0 || y->count == 0) {
+        *out = x->count == 0 ? *y : *x;
+        return;
+    }
     struct seqset r = {alloc_ranges(a, x->count + y->count), 0};
     size_t i = 0, j = 0;
     while (i < x->count || j < y->count) {
@@ -106,6 +115,10 @@ void search_set_or(struct arena *a, const struct seqset *x, const struct seqset 
 void search_set_minus(struct arena *a, const struct seqset *x, const struct seqset *y,
                       struct seqset *out)
 {
+    if (x->count == 0 || y->count == 0) {
+        *out = *x;
+        return;
+    }
     struct seqset r = {alloc_ranges(a, x->count + y->count), 0};
     size_t j = 0;
     for (size_t i = 0; i < x->count; i++) {

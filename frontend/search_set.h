@@ -32,7 +32,10 @@ int search_set_add(struct search_set_builder *b, uint32_t first, uint32_t last);
 /* The set built so far (shares the builder's storage). */
 struct seqset search_set_done(const struct search_set_builder *b);
 
-/* out = x ∩ y, x ∪ y, x − y (new ranges in arena a; the inputs are not modified). */
+/*
+ * out = x ∩ y, x ∪ y, x − y (ranges in arena a; the inputs are not modified). Sets are values
+ * never written after they are made: out may share an input's ranges (an empty operand).
+ */
 void search_set_and(struct arena *a, const struct seqset *x, const struct seqset *y,
                     struct seqset *out);
 void search_set_or(struct arena *a, const struct seqset *x, const struct seqset *y,

@@ -1,0 +1,172 @@
+/*
+ * search_cache: SEARCH's pure helpers over the column caches (see search_cache.h).
+ *
+ * A chunk is only ever used whole: search_chunk_load decodes every record once (the fields are
+ * skipped by length) before any is believed, so a value damaged halfway never contributes its
+ * first half; lookups then walk the decoded array. The flag test works on lengths, never on
+ * NUL-terminated strings: chunk bytes are untrusted and may hold anything.
+ */
+#include "frontend/search_cache.h"
+
+#include <string.h>
+
+void search_cache_vpart(const struct view *v, uint32_t chunk, struct search_vpart *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->chunk = chunk;
+    uint32_t first = view_seq_ceil(v, colcache_first(chunk));
+    uint32_t last = view_seq_floor(v, colcache_last(chunk));
+    if (first == 0 || last == 0 || first > last)
+        return;
+    out->first_seq = first;
+    out->last_seq = last;
+    out->count = last - first + 1;
+    out->max_uid = view_uid(v, last);
+}
+
+bool search_cache_next_chunk(const struct view *v, uint64_t from, uint32_t *chunk_r)
+{
+    uint64_t first = from * COLCACHE_CHUNK;
+    if (first > UINT32_MAX)
+        return false;
+    uint32_t seq = view_seq_ceil(v, (uint32_t)first);
+    if (seq == 0 || seq > view_count(v))
+        return false;
+    *chunk_r = colcache_chunk(view_uid(v, seq));
+    return true;
+}
+
+bool search_chunk_load(struct search_chunk *sc, const char *data, size_t len,
+                       enum colcache_kind kind, uint32_t chunk)
+{
+    struct colcache c;
+    sc->n = 0;
+    sc->cursor = 0;
+    if (data == NULL || !colcache_open(&c, data, len, kind, chunk))
+        return false;
+    sc->chunk = chunk;
+    sc->upto = c.upto;
+    /* Records ascend inside the chunk (colcache_next checks), so there are at most
+     * COLCACHE_CHUNK; a value with bytes after them is malformed. */
+    while (sc->n < COLCACHE_CHUNK && colcache_next(&c, &sc->recs[sc->n]))
+        sc->n++;
+    return !c.bad && c.pos >= c.len;
+}
+
+enum colcache_found search_chunk_find(struct search_chunk *sc, uint32_t uid,
+                                      const struct colcache_rec **r)
+{
+    if (uid < colcache_first(sc->chunk) || uid >= sc->upto)
+        return COLCACHE_UNKNOWN;
+    if (sc->cursor > 0 && sc->recs[sc->cursor - 1].uid >= uid)
+        sc->cursor = 0;
+    while (sc->cursor < sc->n && sc->recs[sc->cursor].uid < uid)
+        sc->cursor++;
+    if (sc->cursor < sc->n && sc->recs[sc->cursor].uid == uid) {
+        *r = &sc->recs[sc->cursor++];
+        return COLCACHE_HIT;
+    }
+    return COLCACHE_ABSENT;
+}
+
+bool search_chunk_flag_members(const struct search_chunk *sc, const struct search_vpart *vp,
+                               uint32_t *unseen, size_t *n_unseen, uint32_t *deleted,
+                               size_t *n_deleted)
+{
+    *n_unseen = 0;
+    *n_deleted = 0;
+    if (vp->count == 0 || sc->upto <= vp->max_uid)
+        return false;
+    for (size_t i = 0; i < sc->n; i++) {
+        const struct colcache_rec *r = &sc->recs[i];
+        bool seen = false, del = false;
+        search_flags_seen_deleted(r->field[0], r->len[0], &seen, &del);
+        if (!seen)
+            unseen[(*n_unseen)++] = r->uid;
+        if (del)
+            deleted[(*n_deleted)++] = r->uid;
+    }
+    return true;
+}
+
+static char lower(char ch)
+{
+    return ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+}
+
+bool search_flags_has(const char *flags, size_t len, const char *want, size_t want_len)
+{
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && flags[i] == ' ')
+            i++;
+        size_t s = i;
+        while (i < len && flags[i] != ' ')
+            i++;
+        if (i - s != want_len)
+            continue;
+        size_t k = 0;
+        while (k < want_len && lower(flags[s + k]) == lower(want[k]))
+            k++;
+        if (k == want_len)
+            return true;
+    }
+    return false;
+}
+
+/* s[0..4) equals the lower-case letters w[0..4), either case ((c | 0x20) maps only 'X' to 'x'). */
+static bool letters4(const char *s, const char *w)
+{
+    return ((s[0] | 0x20) == w[0]) & ((s[1] | 0x20) == w[1]) & ((s[2] | 0x20) == w[2]) &
+           ((s[3] | 0x20) == w[3]);
+}
+
+void search_flags_seen_deleted(const char *flags, size_t len, bool *seen_r, bool *deleted_r)
+{
+    bool seen = false, del = false;
+    size_t i = 0;
+    while (i < len) {
+        if (flags[i] == ' ') {
+            i++;
+            continue;
+        }
+        size_t s = i;
+        while (i < len && flags[i] != ' ')
+            i++;
+        if (flags[s] != '\\')
+            continue;
+        if (i - s == 5)
+            seen |= letters4(flags + s + 1, "seen");
+        else if (i - s == 8)
+            del |= letters4(flags + s + 1, "dele") && letters4(flags + s + 4, "eted");
+    }
+    *seen_r = seen;
+    *deleted_r = del;
+}
+
+size_t search_fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t k = 0;
+    do {
+        tmp[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (size_t i = 0; i < k; i++)
+        out[i] = tmp[k - 1 - i];
+    return k;
+}
+
+bool search_parse_u64(const char *s, size_t len, uint64_t *v_r)
+{
+    if (len == 0 || len > 20)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9' || v > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *v_r = v;
+    return true;
+}
