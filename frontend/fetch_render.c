@@ -2,8 +2,11 @@
  * fetch_render: one message's FETCH data items, from what Redis stores (fetch_render.h).
  *
  * Nothing is re-parsed (DESIGN.md rule 6): ENVELOPE and BODYSTRUCTURE are the strings rendered at
- * APPEND time, BODY (no extension data) is rendered from the stored parse, and body sections are
- * resolved by the mail library to byte ranges of the raw message. BINARY (RFC 3516) decodes
+ * APPEND time, or rendered again from the stored parse by the same code when the parse is what was
+ * read (the column cache holds parses, not the strings); BODY (no extension data) is rendered from
+ * the stored parse, and body sections are resolved by the mail library to byte ranges of the raw
+ * message. Everything is appended to a struct mail_buf: no printf-style formatting (a FETCH FLAGS
+ * of a big mailbox renders ~100,000 small responses). BINARY (RFC 3516) decodes
  * base64 and quoted-printable; identity encodings are sent as bytes. A BINARY literal is sent as
  * literal8 ("~{n}") when it holds a NUL (§4.2), which this file can only know for bytes it has
  * in hand: the streaming writer in cmd_fetch.c uses literal8 for every large BINARY answer.
@@ -15,38 +18,60 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-
 #include "frontend/imapdate.h"
-#include "frontend/reply.h"
 
-static void render_flags(struct evbuffer *out, const struct fetch_msg *m, uint32_t recent_first)
+void fetch_put_u64(struct mail_buf *out, uint64_t v)
 {
-    evbuffer_add(out, "FLAGS (", 7);
-    bool any = false;
-    if (m->flags != NULL && m->flags_len > 0) {
-        evbuffer_add(out, m->flags, m->flags_len);
-        any = true;
-    }
-    if (m->uid >= recent_first)
-        evbuffer_add(out, any ? " \\Recent" : "\\Recent", any ? 8 : 7);
-    evbuffer_add(out, ")", 1);
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    mail_buf_append(out, tmp + sizeof(tmp) - n, n);
 }
 
-static void render_objectid(struct evbuffer *out, const char *name, const char *id)
+static void put_text(struct mail_buf *out, const char *s, size_t len)
 {
-    if (id == NULL || id[0] == '\0')
-        evbuffer_add_printf(out, "%s NIL", name);
+    mail_buf_append(out, s, len);
+}
+
+#define PUT_LIT(out, lit) put_text((out), (lit), sizeof(lit) - 1)
+
+static void render_flags(struct mail_buf *out, const struct fetch_msg *m, uint32_t recent_first)
+{
+    bool recent = m->uid >= recent_first;
+    size_t len = m->flags != NULL ? m->flags_len : 0;
+    PUT_LIT(out, "FLAGS (");
+    if (len > 0)
+        put_text(out, m->flags, len);
+    if (recent && len > 0)
+        PUT_LIT(out, " \\Recent)");
+    else if (recent)
+        PUT_LIT(out, "\\Recent)");
     else
-        evbuffer_add_printf(out, "%s (%s)", name, id);
+        PUT_LIT(out, ")");
 }
 
-int fetch_render_item(struct evbuffer *out, const struct fetch_att *att, const struct fetch_msg *m,
+static void render_objectid(struct mail_buf *out, const char *name, const char *id)
+{
+    put_text(out, name, strlen(name));
+    if (id == NULL || id[0] == '\0') {
+        PUT_LIT(out, " NIL");
+        return;
+    }
+    PUT_LIT(out, " (");
+    put_text(out, id, strlen(id));
+    PUT_LIT(out, ")");
+}
+
+int fetch_render_item(struct mail_buf *out, const struct fetch_att *att, const struct fetch_msg *m,
                       uint32_t recent_first)
 {
     switch (att->kind) {
     case FETCH_ATT_UID:
-        evbuffer_add_printf(out, "UID %" PRIu32, m->uid);
+        PUT_LIT(out, "UID ");
+        fetch_put_u64(out, m->uid);
         return 0;
     case FETCH_ATT_FLAGS:
         render_flags(out, m, recent_first);
@@ -54,28 +79,33 @@ int fetch_render_item(struct evbuffer *out, const struct fetch_att *att, const s
     case FETCH_ATT_INTERNALDATE: {
         char date[IMAPDATE_LEN + 1];
         imapdate_format(m->internaldate, date);
-        evbuffer_add_printf(out, "INTERNALDATE \"%s\"", date);
+        PUT_LIT(out, "INTERNALDATE \"");
+        put_text(out, date, strlen(date));
+        PUT_LIT(out, "\"");
         return 0;
     }
     case FETCH_ATT_RFC822_SIZE:
-        evbuffer_add_printf(out, "RFC822.SIZE %" PRIu64, m->size);
+        PUT_LIT(out, "RFC822.SIZE ");
+        fetch_put_u64(out, m->size);
         return 0;
     case FETCH_ATT_ENVELOPE:
-        evbuffer_add(out, "ENVELOPE ", 9);
-        evbuffer_add(out, m->env, m->env_len);
+        PUT_LIT(out, "ENVELOPE ");
+        if (m->env != NULL)
+            put_text(out, m->env, m->env_len);
+        else
+            mail_render_envelope(m->view, mail_view_root(m->view), 0, out);
         return 0;
     case FETCH_ATT_BODYSTRUCTURE:
-        evbuffer_add(out, "BODYSTRUCTURE ", 14);
-        evbuffer_add(out, m->bs, m->bs_len);
+        PUT_LIT(out, "BODYSTRUCTURE ");
+        if (m->bs != NULL)
+            put_text(out, m->bs, m->bs_len);
+        else
+            mail_render_bodystructure(m->view, MAIL_RENDER_EXTENSIONS, out);
         return 0;
-    case FETCH_ATT_BODY: {
-        struct mail_buf b = {0};
-        mail_render_bodystructure(m->view, 0, &b);
-        evbuffer_add(out, "BODY ", 5);
-        evbuffer_add(out, b.data, b.len);
-        mail_buf_free(&b);
+    case FETCH_ATT_BODY:
+        PUT_LIT(out, "BODY ");
+        mail_render_bodystructure(m->view, 0, out);
         return 0;
-    }
     case FETCH_ATT_EMAILID:
         render_objectid(out, "EMAILID", m->emailid);
         return 0;
@@ -95,8 +125,9 @@ int fetch_render_item(struct evbuffer *out, const struct fetch_att *att, const s
                 size = bin.decoded_size;
             }
         }
-        evbuffer_add(out, att->echo, att->echo_len);
-        evbuffer_add_printf(out, " %" PRIu64, size);
+        put_text(out, att->echo, att->echo_len);
+        PUT_LIT(out, " ");
+        fetch_put_u64(out, size);
         return 0;
     }
     case FETCH_ATT_SECTION:
@@ -204,34 +235,39 @@ size_t fetch_source_reads(const struct fetch_source *src)
     return n;
 }
 
-void fetch_literal_header(struct evbuffer *out, const struct fetch_att *att, uint64_t size,
+void fetch_literal_header(struct mail_buf *out, const struct fetch_att *att, uint64_t size,
                           bool literal8)
 {
-    evbuffer_add(out, att->echo, att->echo_len);
-    evbuffer_add_printf(out, literal8 ? " ~{%" PRIu64 "}\r\n" : " {%" PRIu64 "}\r\n", size);
+    put_text(out, att->echo, att->echo_len);
+    if (literal8)
+        PUT_LIT(out, " ~{");
+    else
+        PUT_LIT(out, " {");
+    fetch_put_u64(out, size);
+    PUT_LIT(out, "}\r\n");
 }
 
 /* Appends "NAME " and data as a string: "" when empty, else a literal (literal8 with a NUL). */
-static void write_string(struct evbuffer *out, const struct fetch_att *att, const uint8_t *data,
+static void write_string(struct mail_buf *out, const struct fetch_att *att, const uint8_t *data,
                          size_t len)
 {
     if (len == 0) {
-        evbuffer_add(out, att->echo, att->echo_len);
-        evbuffer_add(out, " \"\"", 3);
+        put_text(out, att->echo, att->echo_len);
+        PUT_LIT(out, " \"\"");
         return;
     }
     bool nul = att->binary && memchr(data, '\0', len) != NULL;
     fetch_literal_header(out, att, len, nul);
-    evbuffer_add(out, data, len);
+    mail_buf_append(out, data, len);
 }
 
-int fetch_source_write(struct evbuffer *out, const struct fetch_att *att,
+int fetch_source_write(struct mail_buf *out, const struct fetch_att *att,
                        const struct fetch_source *src, redisReply *const *reads, size_t nreads,
                        struct mail_buf *scratch)
 {
     if (src->kind == FETCH_SOURCE_NIL) {
-        evbuffer_add(out, att->echo, att->echo_len);
-        evbuffer_add(out, " NIL", 4);
+        put_text(out, att->echo, att->echo_len);
+        PUT_LIT(out, " NIL");
         return 0;
     }
     /* Every read must be a string of exactly its piece's size. */

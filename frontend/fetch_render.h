@@ -18,13 +18,19 @@
 #include "frontend/fetch_att.h"
 #include "frontend/mail/mail.h"
 
-struct evbuffer;
-
 /* One message of a FETCH batch; strings live in the batch (or content window) arena. */
 struct fetch_msg {
     uint32_t seq, uid;
     bool exists;             /* its record was read (not expunged by another session) */
     bool gone;               /* content missing or inconsistent: not answered */
+    bool miss_msg;           /* its msg column is read the old way (HMGET), not from a cache */
+    bool miss_flags;         /* the same for its flags column */
+    bool build;              /* its parse goes into the 'm' cache chunk being built */
+    uint32_t chunk_ix;       /* index of its cache chunk in the batch's chunk list */
+    const char *rec;         /* the msg record as stored (for building the 'm' cache) */
+    size_t rec_len;
+    const uint8_t *parse;    /* the stored parse, when the 'm' cache gave it (batch arena) */
+    size_t parse_len;
     const char *sha;         /* content id (NUL-terminated), when the msg column was read */
     int64_t internaldate;
     uint64_t size;
@@ -34,7 +40,8 @@ struct fetch_msg {
     size_t flags_len;
     bool flags_changed;      /* \Seen set by this FETCH: FLAGS is answered */
     bool content;            /* the content fields below were read */
-    const char *env, *bs;    /* stored ENVELOPE / BODYSTRUCTURE, NULL when not read */
+    const char *env, *bs;    /* stored ENVELOPE / BODYSTRUCTURE, NULL when not read (then they
+                              * are rendered from view, the same way APPEND rendered them) */
     size_t env_len, bs_len;
     struct mail_view *view;  /* over the stored parse, when read (freed with the window) */
 };
@@ -42,11 +49,15 @@ struct fetch_msg {
 /*
  * Appends one non-body item as "NAME value" (no leading space): UID, FLAGS (with \Recent when
  * uid >= recent_first), INTERNALDATE, RFC822.SIZE, ENVELOPE, BODY, BODYSTRUCTURE, EMAILID,
- * THREADID, BINARY.SIZE. Returns 0, or -1 when BINARY.SIZE names a part of unknown transfer
- * encoding (the caller answers NO [UNKNOWN-CTE]); nothing is appended then.
+ * THREADID, BINARY.SIZE. ENVELOPE and BODYSTRUCTURE come from m->env / m->bs when read, else
+ * from m->view. Returns 0, or -1 when BINARY.SIZE names a part of unknown transfer encoding
+ * (the caller answers NO [UNKNOWN-CTE]); nothing is appended then.
  */
-int fetch_render_item(struct evbuffer *out, const struct fetch_att *att, const struct fetch_msg *m,
+int fetch_render_item(struct mail_buf *out, const struct fetch_att *att, const struct fetch_msg *m,
                       uint32_t recent_first);
+
+/* Appends the decimal digits of v. */
+void fetch_put_u64(struct mail_buf *out, uint64_t v);
 
 enum fetch_source_kind {
     FETCH_SOURCE_BYTES,       /* pieces, sent as they are */
@@ -74,15 +85,16 @@ void fetch_source_resolve(struct arena *a, struct mail_pieces *scratch, const st
                           const struct fetch_msg *m, struct fetch_source *src);
 
 /* Appends "NAME " and the literal header "{n}\r\n" (or "~{n}\r\n" with literal8). */
-void fetch_literal_header(struct evbuffer *out, const struct fetch_att *att, uint64_t size,
+void fetch_literal_header(struct mail_buf *out, const struct fetch_att *att, uint64_t size,
                           bool literal8);
 
 /*
  * Appends a whole body item ("NAME " then its string) whose raw bytes are in reads: one GETRANGE
- * reply per non-constant piece, in order. scratch is a reusable buffer. Returns 0, or -1 when a
- * reply is not a string of the expected length (the content went away): nothing is appended.
+ * reply per non-constant piece, in order. scratch is a reusable buffer (not out). Returns 0, or
+ * -1 when a reply is not a string of the expected length (the content went away): nothing is
+ * appended.
  */
-int fetch_source_write(struct evbuffer *out, const struct fetch_att *att,
+int fetch_source_write(struct mail_buf *out, const struct fetch_att *att,
                        const struct fetch_source *src, redisReply *const *reads, size_t nreads,
                        struct mail_buf *scratch);
 

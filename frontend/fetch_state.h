@@ -1,8 +1,9 @@
 /*
- * fetch_state: the state of a running FETCH, shared by cmd_fetch.c (batches, columns, content
- * windows, small reads) and fetch_stream.c (one large message streamed in chunks). Internal to
- * those two files; owned by the command (its arena), with the arenas and buffers below freed by
- * the command's cleanup.
+ * fetch_state: the state of a running FETCH, shared by cmd_fetch.c (batches, the loop, \Seen,
+ * rendering), fetch_columns.c (the column reads, through the column caches), fetch_content.c
+ * (content windows, small reads) and fetch_stream.c (one large message streamed in chunks).
+ * Internal to those files; owned by the command (its arena), with the arenas, builders and
+ * buffers below freed by the command's cleanup.
  */
 #ifndef CIMAP_FETCH_STATE_H
 #define CIMAP_FETCH_STATE_H
@@ -11,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "frontend/colcache.h"
 #include "frontend/conn.h"
 #include "frontend/fetch_att.h"
 #include "frontend/fetch_render.h"
@@ -20,11 +22,17 @@ struct selected;
 struct evbuffer;
 
 /* Limits (cmd_fetch.c explains the flow). */
-#define FETCH_BATCH 1000                 /* messages per column read (and per store.lua call) */
-#define FETCH_BATCH_COLUMNS 4000         /* the same when only columns are answered (FLAGS, UID, ...):
-                                          * small replies, and fewer round trips matter most here */
-#define FETCH_WINDOW_PARSE 64            /* messages per content read that includes parses */
-#define FETCH_WINDOW_FIELDS 500          /* messages per content read of env/bs only */
+#define FETCH_BATCH COLCACHE_CHUNK       /* messages per column read: one cache chunk */
+#define FETCH_BATCH_COLUMNS (4 * COLCACHE_CHUNK) /* the same when only columns are answered (FLAGS,
+                                          * UID, ...): small replies, fewer round trips matter most */
+#define FETCH_STORE_MAX 1000             /* UIDs per store.lua call (its limit) */
+#define FETCH_CACHE_SHARE 4              /* a chunk's cache is read when the batch holds at least
+                                          * 1/FETCH_CACHE_SHARE of the view's messages in it */
+#define FETCH_REBUILD_MIN 64             /* a present chunk is rebuilt when this many of the batch's
+                                          * messages are above its upto (new mail) */
+#define FETCH_WINDOW_PARSE 64            /* parses read per content read */
+#define FETCH_WINDOW_BUILD 256           /* the same when only parses are read (cache building) */
+#define FETCH_WINDOW_FIELDS 500          /* messages per content window */
 #define FETCH_SMALL (256 * 1024)         /* a message reading more is streamed alone */
 #define FETCH_DATA_BUDGET (1024 * 1024)  /* raw bytes per GETRANGE transaction */
 #define FETCH_DATA_MSGS 256              /* messages per GETRANGE transaction */
@@ -32,6 +40,21 @@ struct evbuffer;
 #define FETCH_FILTER_MAX (16u << 20)     /* largest header filtered by hand */
 #define FETCH_DECODE_SLICE (64 * 1024)   /* bytes decoded at a time while streaming */
 #define FETCH_LINES_FLUSH (64 * 1024)    /* responses collected before they go out together */
+
+/* A column cache chunk the batch touches (fetch_columns.c). */
+struct fetch_chunk {
+    uint32_t chunk;
+    size_t first, end;            /* msgs[first..end) have their UIDs in it */
+    uint32_t upto;                /* the highest view UID in it + 1 */
+    bool whole;                   /* the batch holds every view UID in it: it can be built */
+    bool use;                     /* its caches are read (the batch holds enough of it) */
+    bool have_f, have_m;          /* a well-formed value was read (f, m: open on it) */
+    struct colcache f, m;
+    bool build_f, build_m;        /* built from this batch's old-way reads */
+    bool building;                /* mb is open: parses are being added as they are read */
+    size_t mb_want, mb_added;     /* messages to add, added */
+    struct colcache_builder mb;   /* the 'm' value being built (malloc'd; freed at batch end) */
+};
 
 struct fetch_state {
     struct fetch_plan plan;
@@ -47,8 +70,20 @@ struct fetch_state {
     uint8_t *dec_out;             /* DECODE while streaming: FETCH_DECODE_SLICE + slack bytes */
     struct fetch_msg *msgs;       /* the batch */
     size_t batch_size;            /* messages per batch */
-    const char **uids;            /* the batch's UIDs as text (batch arena) */
-    size_t *uid_lens;
+    struct fetch_chunk *chunks;   /* the cache chunks of the batch, ascending */
+    size_t nchunks;
+    bool caches;                  /* colcache_enabled: the caches are read and built */
+    bool cache_read;              /* the batch's caches were read, at modseq cache_modseq */
+    uint64_t cache_modseq;
+    bool building;                /* some chunk of the batch has an 'm' value being built */
+    char *values;                 /* the cache values read for the batch (malloc'd, reused) */
+    size_t values_cap;
+    size_t *miss_m;               /* msgs whose msg column is read the old way */
+    size_t nmiss_m;
+    size_t *miss_f;               /* msgs whose flags column is read the old way (or, without
+                                   * the msg column, whose existence is checked the old way) */
+    size_t nmiss_f;
+    size_t seen_next;             /* fetch_set_seen: next message to look at */
     size_t n;
     size_t i;                     /* next message to answer */
     size_t cw_start, cw_end;      /* content window: msgs[cw_start..cw_end) have their content */
@@ -57,9 +92,10 @@ struct fetch_state {
     size_t *first_read;           /* per message of the data window: index of its first read */
     struct mail_pieces pieces;    /* scratch for fetch_source_resolve */
     struct mail_buf buf;          /* scratch for fetch_source_write and decoding */
-    struct evbuffer *line;        /* responses not sent yet: complete ones joined by CRLF, then
+    struct mail_buf out;          /* responses not sent yet: complete ones joined by CRLF, then
                                    * the one being built (reply_line adds the last CRLF) */
-    size_t line_start;            /* where the one being built starts */
+    size_t line_start;            /* where the one being built starts in out */
+    struct evbuffer *line;        /* out on its way to the connection (fetch_flush_lines) */
     /* Streaming one large message (msgs[i]). */
     struct fetch_source *s_srcs;
     size_t s_att;                 /* item being written */
@@ -79,10 +115,62 @@ struct fetch_state {
 /* Continues with the next message (or batch); the step every read and drain comes back to. */
 enum cmd_status fetch_run(struct cmd_ctx *ctx);
 
+/* The command's name for tagged replies: "FETCH" or "UID FETCH". */
+const char *fetch_name(const struct cmd_ctx *ctx);
+
+/*
+ * Reads the columns of the batch msgs[0..n) (fetch_columns.c): the caches first, the old way for
+ * what they leave unknown; builds the chunks it can; continues with fetch_columns_done.
+ */
+enum cmd_status fetch_read_columns_of_batch(struct cmd_ctx *ctx);
+
+/* After the columns: \Seen for non-PEEK body items, then the messages (cmd_fetch.c). */
+enum cmd_status fetch_columns_done(struct cmd_ctx *ctx);
+
+/* Frees the batch's cache builders (fetch_columns.c); before the batch arena is reset. */
+void fetch_chunks_free(struct fetch_state *st);
+
+/*
+ * Adds msgs[k]'s parse to the 'm' chunk being built for it, or marks that build failed
+ * (parse == NULL); stores the chunk once its last message is in (fetch_columns.c).
+ */
+void fetch_chunk_add_parse(struct cmd_ctx *ctx, size_t k, const uint8_t *parse, size_t len);
+
+/* Stores the 'm' chunks whose messages are all in (those before msgs[upto]). */
+void fetch_chunks_finish(struct cmd_ctx *ctx, size_t upto);
+
+/* Parses a msg record "<sha256> <internaldate> <size> <emailid> <threadid>" into m (arena a). */
+bool fetch_parse_record(struct arena *a, const char *s, size_t len, struct fetch_msg *m);
+
+/* True when the message's content (env/bs/parse) must be read or opened before it is answered. */
+bool fetch_needs_content(const struct fetch_state *st, const struct fetch_msg *m);
+
+/*
+ * Opens the content window starting at msgs[i] (fetch_content.c): views over cached parses are
+ * opened at once. Returns true when some of its messages need a content read (fetch_read_content).
+ */
+bool fetch_open_window(struct cmd_ctx *ctx);
+
+/* Reads the content of the window's messages that need it; continues with fetch_run. */
+enum cmd_status fetch_read_content(struct cmd_ctx *ctx);
+
+/* Closes the window's views. */
+void fetch_close_views(struct fetch_state *st);
+
+/* Reads and answers the body items of msgs[i...] (fetch_content.c). */
+enum cmd_status fetch_read_data(struct cmd_ctx *ctx);
+
+/*
+ * Renders m whole into st->out (cmd_fetch.c). srcs: its sources (body items), reads: the GETRANGE
+ * replies for them. A message that cannot be answered is left out.
+ */
+void fetch_render_message(struct cmd_ctx *ctx, struct fetch_msg *m, const struct fetch_source *srcs,
+                          redisReply *const *reads, size_t nreads);
+
 /* Streams msgs[i] alone (its body items read more than FETCH_SMALL); srcs: its sources. */
 enum cmd_status fetch_stream_start(struct cmd_ctx *ctx, struct fetch_source *srcs);
 
-/* Starts a message's response in st->line: "* <seq> FETCH (". */
+/* Starts a message's response in st->out: "* <seq> FETCH (". */
 void fetch_open_line(struct fetch_state *st, const struct fetch_msg *m);
 
 /*

@@ -106,9 +106,9 @@ static enum cmd_status fetch_stream(struct cmd_ctx *ctx)
         struct fetch_source *src = &st->s_srcs[st->s_att];
         if (!st->s_literal) {
             if (st->s_att > 0)
-                evbuffer_add(st->line, " ", 1);
+                mail_buf_append(&st->out, " ", 1);
             if (att->kind != FETCH_ATT_SECTION) {
-                (void)fetch_render_item(st->line, att, m, st->sel->recent_first);
+                (void)fetch_render_item(&st->out, att, m, st->sel->recent_first);
                 st->s_att++;
                 continue;
             }
@@ -117,8 +117,8 @@ static enum cmd_status fetch_stream(struct cmd_ctx *ctx)
                 src->kind == FETCH_SOURCE_FILTER) {
                 size_t n = fetch_source_reads(src);
                 if (n == 0) {
-                    if (fetch_source_write(st->line, att, src, NULL, 0, &st->buf) != 0)
-                        evbuffer_add(st->line, " NIL", 4);
+                    if (fetch_source_write(&st->out, att, src, NULL, 0, &st->buf) != 0)
+                        mail_buf_append(&st->out, " NIL", 4);
                     st->s_att++;
                     continue;
                 }
@@ -151,8 +151,9 @@ static enum cmd_status fetch_stream(struct cmd_ctx *ctx)
                                      (const size_t *const *)argvlen);
             }
             /* A large literal: its header now, the bytes as they arrive. */
-            fetch_literal_header(st->line, att, src->out_size, att->binary);
-            evbuffer_add_buffer(conn_output(ctx->conn), st->line);
+            fetch_literal_header(&st->out, att, src->out_size, att->binary);
+            evbuffer_add(conn_output(ctx->conn), st->out.data, st->out.len);
+            mail_buf_reset(&st->out);
             st->s_literal = true;
             st->s_piece = 0;
             st->s_off = 0;
@@ -198,16 +199,16 @@ static enum cmd_status fetch_stream_got_small(struct cmd_ctx *ctx)
     const struct fetch_att *att = &st->plan.atts[st->s_att];
     const struct fetch_source *src = &st->s_srcs[st->s_att];
     if (res->status != STORE_OK || res->reply->type != REDIS_REPLY_ARRAY ||
-        fetch_source_write(st->line, att, src, res->reply->element, res->reply->elements,
+        fetch_source_write(&st->out, att, src, res->reply->element, res->reply->elements,
                            &st->buf) != 0) {
         /* The line may be partly sent already: answer NIL for this item. */
         fetch_content_broken(ctx, &st->msgs[st->i], "raw bytes missing");
-        evbuffer_add(st->line, att->echo, att->echo_len);
-        evbuffer_add(st->line, " NIL", 4);
+        mail_buf_append(&st->out, att->echo, att->echo_len);
+        mail_buf_append(&st->out, " NIL", 4);
         if (res->status == STORE_UNAVAILABLE) {
-            evbuffer_add(st->line, ")", 1);
-            reply_line(ctx->conn, st->line);
-            return cmd_store_failed(ctx, res, ctx->uid ? "UID FETCH" : "FETCH");
+            mail_buf_append(&st->out, ")", 1);
+            fetch_flush_lines(ctx);
+            return cmd_store_failed(ctx, res, fetch_name(ctx));
         }
     }
     st->s_att++;
@@ -227,9 +228,9 @@ static enum cmd_status fetch_stream_got_chunk(struct cmd_ctx *ctx)
         st->s_piece = src->count;
         stream_end_literal(ctx);
         if (res->status == STORE_UNAVAILABLE) {
-            evbuffer_add(st->line, ")", 1);
-            reply_line(ctx->conn, st->line);
-            return cmd_store_failed(ctx, res, ctx->uid ? "UID FETCH" : "FETCH");
+            mail_buf_append(&st->out, ")", 1);
+            fetch_flush_lines(ctx);
+            return cmd_store_failed(ctx, res, fetch_name(ctx));
         }
         return fetch_stream(ctx);
     }
