@@ -22,35 +22,37 @@ void mail_render_nstring(struct mail_buf *out, const uint8_t *s, size_t len, boo
         mail_buf_puts(out, "NIL");
         return;
     }
+    /* One pass: written quoted while it is checked; taken back for a literal when it cannot be. */
     bool quotable = len <= MAX_QUOTED;
     bool eight = false;
-    for (size_t i = 0; i < len && quotable; i++) {
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-            quotable = false;
-        else if (s[i] >= 0x80)
-            eight = true;
+    size_t start_len = out->len;
+    if (quotable) {
+        mail_buf_reserve(out, 2 * len + 2);
+        uint8_t *d = out->data + out->len;
+        *d++ = '"';
+        for (size_t i = 0; i < len; i++) {
+            uint8_t c = s[i];
+            if (c == '\r' || c == '\n' || c == '\0') {
+                quotable = false;
+                break;
+            }
+            eight |= c >= 0x80;
+            if (c == '"' || c == '\\')
+                *d++ = '\\';
+            *d++ = c;
+        }
+        *d++ = '"';
+        out->len = (size_t)(d - out->data);
     }
     if (quotable && eight)
         quotable = (flags & MAIL_RENDER_UTF8) && mail_utf8_valid(s, len);
     if (!quotable) {
+        out->len = start_len;
         mail_buf_putc(out, '{');
         mail_buf_putu(out, len);
         mail_buf_puts(out, "}\r\n");
         mail_buf_append(out, s, len);
-        return;
     }
-    mail_buf_reserve(out, len + 2);
-    mail_buf_putc(out, '"');
-    size_t start = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '"' || s[i] == '\\') {
-            mail_buf_append(out, s + start, i - start);
-            mail_buf_putc(out, '\\');
-            start = i;
-        }
-    }
-    mail_buf_append(out, s + start, len - start);
-    mail_buf_putc(out, '"');
 }
 
 static void put_str(struct mail_buf *out, struct mail_str s, unsigned flags)

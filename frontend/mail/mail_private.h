@@ -116,7 +116,13 @@ bool mail_span_eq2(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 void mail_buf_reserve(struct mail_buf *b, size_t extra);
 /* Appends a NUL-free C string. */
 void mail_buf_puts(struct mail_buf *b, const char *s);
-void mail_buf_putc(struct mail_buf *b, uint8_t c);
+/* Appends one byte (inline: the renderers call it for every parenthesis and space). */
+static inline void mail_buf_putc(struct mail_buf *b, uint8_t c)
+{
+    if (b->cap == b->len)
+        mail_buf_reserve(b, 1);
+    b->data[b->len++] = c;
+}
 /* Appends a decimal number. */
 void mail_buf_putu(struct mail_buf *b, uint64_t v);
 /* Appends a code point as UTF-8. */

@@ -60,12 +60,6 @@ void mail_buf_puts(struct mail_buf *b, const char *s)
     mail_buf_append(b, s, strlen(s));
 }
 
-void mail_buf_putc(struct mail_buf *b, uint8_t c)
-{
-    mail_buf_reserve(b, 1);
-    b->data[b->len++] = c;
-}
-
 void mail_buf_putu(struct mail_buf *b, uint64_t v)
 {
     char tmp[24];
