@@ -340,7 +340,7 @@ enum cmd_status fetch_columns_done(struct cmd_ctx *ctx)
 
 /* ------------------------------------------------------------------ 4. rendering */
 
-#define PUT_LIT(out, lit) mail_buf_append((out), (lit), sizeof(lit) - 1)
+#define PUT_LIT(out, lit) FETCH_PUT_LIT(out, lit)
 
 void fetch_open_line(struct fetch_state *st, const struct fetch_msg *m)
 {

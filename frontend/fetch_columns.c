@@ -612,7 +612,12 @@ enum cmd_status fetch_read_columns_of_batch(struct cmd_ctx *ctx)
 {
     struct fetch_state *st = ctx->state;
     plan_chunks(st);
-    all_missing(st);
+    for (size_t k = 0; k < st->n; k++) { /* fresh from next_batch: all_missing, cheaper */
+        struct fetch_msg *m = &st->msgs[k];
+        m->exists = true;
+        m->miss_msg = st->plan.need_msg;
+        m->miss_flags = st->plan.need_flags || !st->plan.need_msg;
+    }
     for (size_t ci = 0; ci < st->nchunks; ci++) {
         if (st->chunks[ci].use)
             return read_caches(ctx);

@@ -28,15 +28,15 @@ void fetch_put_u64(struct mail_buf *out, uint64_t v)
         tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v != 0);
-    mail_buf_append(out, tmp + sizeof(tmp) - n, n);
+    fetch_put(out, tmp + sizeof(tmp) - n, n);
 }
 
 static void put_text(struct mail_buf *out, const char *s, size_t len)
 {
-    mail_buf_append(out, s, len);
+    fetch_put(out, s, len);
 }
 
-#define PUT_LIT(out, lit) put_text((out), (lit), sizeof(lit) - 1)
+#define PUT_LIT(out, lit) FETCH_PUT_LIT(out, lit)
 
 static void render_flags(struct mail_buf *out, const struct fetch_msg *m, uint32_t recent_first)
 {

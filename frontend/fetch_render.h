@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <hiredis/hiredis.h>
 
@@ -58,6 +59,20 @@ int fetch_render_item(struct mail_buf *out, const struct fetch_att *att, const s
 
 /* Appends the decimal digits of v. */
 void fetch_put_u64(struct mail_buf *out, uint64_t v);
+
+/* mail_buf_append with the common case (room left) inline: a response is many small pieces. */
+static inline void fetch_put(struct mail_buf *out, const void *s, size_t len)
+{
+    if (out->data != NULL && out->cap - out->len >= len) {
+        memcpy(out->data + out->len, s, len);
+        out->len += len;
+    } else {
+        mail_buf_append(out, s, len);
+    }
+}
+
+/* fetch_put of a string literal. */
+#define FETCH_PUT_LIT(out, lit) fetch_put((out), (lit), sizeof(lit) - 1)
 
 enum fetch_source_kind {
     FETCH_SOURCE_BYTES,       /* pieces, sent as they are */
