@@ -45,7 +45,7 @@
 #include "keys/keys.h"
 
 #define IDX_BATCH 32768      /* index members per slice (replies of ~300 KB) */
-#define IDX_CHUNKS 64        /* 'f' chunk GETs per index round */
+#define IDX_CHUNKS 32        /* 'f' chunk GETs per index round (~10 KiB each) */
 #define IDX_HMGET_CHUNKS 8   /* chunks whose /flags one fallback round reads */
 #define MIN_CHUNK_FILL 32    /* chunks pay only when they hold this many view messages on average */
 
@@ -206,7 +206,10 @@ static enum cmd_status plan(struct cmd_ctx *ctx)
     for (size_t i = 0; i < view_run_count(sel->view); i++) {
         uint32_t f = 0, l = 0;
         view_run(sel->view, i, &f, &l);
-        (void)search_set_add(&vb, f, l);
+        f = f > st->lo ? f : st->lo;
+        l = l < st->hi ? l : st->hi;
+        if (f <= l)
+            (void)search_set_add(&vb, f, l);
     }
     struct seqset vset = search_set_done(&vb);
     struct seqset runs = search_set_done(&st->idx[IDX_RUNS].b);
@@ -225,7 +228,10 @@ static enum cmd_status plan(struct cmd_ctx *ctx)
     struct search_index ix = {&st->universe, &unseen, &deleted, sel->recent_first};
     struct seqset may;
     search_eval_sets(ctx->arena, &st->q, &ix, &st->must, &may);
-    search_set_minus(ctx->arena, &may, &st->must, &st->cand);
+    if (search_set_same(&may, &st->must))
+        st->cand = (struct seqset){NULL, 0}; /* decided by the indexes alone */
+    else
+        search_set_minus(ctx->arena, &may, &st->must, &st->cand);
     search_set_builder_init(&st->matched, ctx->arena);
     st->n_raw = search_raw_keys(&st->q, NULL, 0);
     st->raw_keys = arena_calloc(ctx->arena, st->n_raw + 1, sizeof(const struct search_key *));
@@ -396,7 +402,8 @@ static void next_group(struct cmd_ctx *ctx)
     if (!st->fl_gets_done) {
         st->fl_hmget = false;
         uint32_t chunk;
-        while (st->n_fl_group < IDX_CHUNKS && search_cache_next_chunk(v, st->fl_cursor, &chunk)) {
+        while (st->n_fl_group < IDX_CHUNKS && search_cache_next_chunk(v, st->fl_cursor, &chunk) &&
+               chunk <= colcache_chunk(st->hi)) {
             search_cache_vpart(v, chunk, &st->fl_group[st->n_fl_group++]);
             st->fl_cursor = (uint64_t)chunk + 1;
         }
@@ -515,11 +522,36 @@ static int resolve_sets(struct cmd_ctx *ctx, struct search_key *k, const char **
     return 0;
 }
 
+/*
+ * Narrows [*lo, *hi] to the UIDs a key can match at all: a sequence or UID set, or an AND holding
+ * some (UID SEARCH UID 1001:* UNSEEN reads the indexes and chunks of the new messages only).
+ */
+static void narrow(const struct search_key *k, uint32_t *lo, uint32_t *hi)
+{
+    if (k->op == SEARCH_AND) {
+        for (size_t i = 0; i < k->n_kids; i++)
+            narrow(k->kids[i], lo, hi);
+        return;
+    }
+    if (k->op != SEARCH_SEQSET && k->op != SEARCH_UIDSET)
+        return;
+    if (k->set.count == 0) {
+        *lo = 1;
+        *hi = 0;
+        return;
+    }
+    if (k->set.ranges[0].first > *lo)
+        *lo = k->set.ranges[0].first;
+    if (k->set.ranges[k->set.count - 1].last < *hi)
+        *hi = k->set.ranges[k->set.count - 1].last;
+}
+
 /* True when the view holds enough messages per chunk it touches for chunk reads to pay. */
 static bool chunks_pay(const struct view *v, uint32_t lo, uint32_t hi)
 {
     uint64_t span = (uint64_t)colcache_chunk(hi) - colcache_chunk(lo) + 1;
-    return span <= 4 || span * MIN_CHUNK_FILL <= view_count(v);
+    uint64_t msgs = (uint64_t)view_seq_floor(v, hi) + 1 - view_seq_ceil(v, lo);
+    return span <= 4 || span * MIN_CHUNK_FILL <= msgs;
 }
 
 enum cmd_status cmd_search(struct cmd_ctx *ctx)
@@ -543,6 +575,9 @@ enum cmd_status cmd_search(struct cmd_ctx *ctx)
         return search_finish(ctx);
     st->lo = view_uid(v, 1);
     st->hi = view_max_uid(v);
+    narrow(st->q.root, &st->lo, &st->hi);
+    if (st->lo > st->hi)
+        return search_finish(ctx); /* the sets leave nothing to match */
     st->view_modseq = sel->highestmodseq;
     st->want_f = st->q.uses_flags;
     st->want_m = st->q.uses_msg || st->q.root->level >= SEARCH_LEVEL_PARSE;

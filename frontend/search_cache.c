@@ -124,6 +124,12 @@ static bool letters4(const char *s, const char *w)
 void search_flags_seen_deleted(const char *flags, size_t len, bool *seen_r, bool *deleted_r)
 {
     bool seen = false, del = false;
+    if (len == 5 && memcmp(flags, "\\Seen", 5) == 0) {
+        /* The common cases first: store.lua writes system flags in this spelling. */
+        *seen_r = true;
+        *deleted_r = false;
+        return;
+    }
     size_t i = 0;
     while (i < len) {
         if (flags[i] == ' ') {
@@ -146,15 +152,25 @@ void search_flags_seen_deleted(const char *flags, size_t len, bool *seen_r, bool
 
 size_t search_fmt_u64(char *out, uint64_t v)
 {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233"
+                                "34353637383940414243444546474849505152535455565758596061626364656667"
+                                "6869707172737475767778798081828384858687888990919293949596979899";
     char tmp[20];
-    size_t k = 0;
-    do {
-        tmp[k++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v > 0);
-    for (size_t i = 0; i < k; i++)
-        out[i] = tmp[k - 1 - i];
-    return k;
+    size_t k = sizeof(tmp);
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100) * 2;
+        v /= 100;
+        tmp[--k] = pairs[d + 1];
+        tmp[--k] = pairs[d];
+    }
+    if (v >= 10) {
+        tmp[--k] = pairs[v * 2 + 1];
+        tmp[--k] = pairs[v * 2];
+    } else {
+        tmp[--k] = (char)('0' + v);
+    }
+    memcpy(out, tmp + k, sizeof(tmp) - k);
+    return sizeof(tmp) - k;
 }
 
 bool search_parse_u64(const char *s, size_t len, uint64_t *v_r)

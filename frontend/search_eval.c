@@ -47,13 +47,18 @@ static void sets(struct arena *a, struct search_key *k, const struct search_inde
         for (size_t i = 0; i < k->n_kids; i++) {
             struct seqset m1, m2;
             sets(a, k->kids[i], ix, &m1, &m2);
-            if (and) {
+            /* Bounds that agree (index keys) stay one set: computed once. */
+            bool same = search_set_same(must, may) && search_set_same(&m1, &m2);
+            if (and)
                 search_set_and(a, must, &m1, must);
-                search_set_and(a, may, &m2, may);
-            } else {
+            else
                 search_set_or(a, must, &m1, must);
+            if (same)
+                *may = *must;
+            else if (and)
+                search_set_and(a, may, &m2, may);
+            else
                 search_set_or(a, may, &m2, may);
-            }
         }
         return;
     }
@@ -61,7 +66,10 @@ static void sets(struct arena *a, struct search_key *k, const struct search_inde
         struct seqset m1, m2;
         sets(a, k->kids[0], ix, &m1, &m2);
         search_set_minus(a, u, &m2, must);
-        search_set_minus(a, u, &m1, may);
+        if (search_set_same(&m1, &m2))
+            *may = *must; /* an index key: decided, one set */
+        else
+            search_set_minus(a, u, &m1, may);
         return;
     }
     case SEARCH_ALL:

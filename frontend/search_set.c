@@ -29,7 +29,7 @@ int search_set_add(struct search_set_builder *b, uint32_t first, uint32_t last)
     }
     if (b->n == b->cap) {
         size_t cap = b->cap == 0 ? 16 : b->cap * 2;
-        struct seqset_range *r = arena_calloc(b->a, cap, sizeof(*r));
+        struct seqset_range *r = arena_alloc(b->a, cap * sizeof(*r)); /* read up to n only */
         if (b->n > 0)
             memcpy(r, b->r, b->n * sizeof(*r));
         b->r = r;

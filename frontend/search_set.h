@@ -43,4 +43,10 @@ void search_set_or(struct arena *a, const struct seqset *x, const struct seqset 
 void search_set_minus(struct arena *a, const struct seqset *x, const struct seqset *y,
                       struct seqset *out);
 
+/* True when x and y are the same set value (the same ranges): cheap, not a comparison. */
+static inline bool search_set_same(const struct seqset *x, const struct seqset *y)
+{
+    return x->count == y->count && (x->count == 0 || x->ranges == y->ranges);
+}
+
 #endif
