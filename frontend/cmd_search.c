@@ -310,12 +310,16 @@ static int got_flags(struct cmd_ctx *ctx, const redisReply *const *e, bool exact
         const struct search_vpart *vp = &st->fl_group[i];
         if (e[i]->type != REDIS_REPLY_ARRAY || e[i]->elements != vp->count)
             return -1;
-        struct colcache_builder b;
+        struct colcache_builder b = {0};
         if (exact)
             colcache_build_begin(&b, COLCACHE_FLAGS, vp->chunk, hms, vp->max_uid + 1);
         for (uint32_t k = 0; k < vp->count; k++) {
             uint32_t uid = view_uid(v, vp->first_seq + k);
             const redisReply *f = e[i]->element[k];
+            if (f->type != REDIS_REPLY_STRING && f->type != REDIS_REPLY_NIL) {
+                colcache_builder_free(&b);
+                return -1;
+            }
             const char *s = f->type == REDIS_REPLY_STRING ? f->str : "";
             size_t len = f->type == REDIS_REPLY_STRING ? f->len : 0;
             bool seen = false, del = false;
@@ -327,11 +331,10 @@ static int got_flags(struct cmd_ctx *ctx, const redisReply *const *e, bool exact
             if (exact)
                 colcache_build_add(&b, uid, s, len, NULL, 0);
         }
-        if (exact) {
+        if (exact)
             colcache_put(conn_frontend(ctx->conn), conn_nsid(ctx->conn),
                          conn_selected(ctx->conn)->mbxid, &b);
-            colcache_builder_free(&b);
-        }
+        colcache_builder_free(&b);
     }
     return 0;
 }

@@ -424,6 +424,8 @@ static enum cmd_status batch_got_records(struct cmd_ctx *ctx)
             if (e->type == REDIS_REPLY_STRING) {
                 m->flags = arena_strndup(st->batch, e->str, e->len);
                 m->flags_len = e->len;
+            } else if (e->type != REDIS_REPLY_NIL) {
+                return search_bad_data(ctx, "flags");
             } else {
                 m->flags = "";
                 m->flags_len = 0;
