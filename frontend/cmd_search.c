@@ -416,7 +416,7 @@ static void next_group(struct cmd_ctx *ctx)
             return;
     }
     if (st->n_missing > 0 && st->missing_next == 0 && !st->first_exact &&
-        st->missing_msgs * 8 > view_count(v)) {
+        st->missing_msgs * 8 > st->span_msgs) {
         /* Many chunks missing and none can be rebuilt now: the indexes are cheaper. */
         st->fsrc = FLAG_SRC_INDEX;
         st->idx[IDX_UNSEEN].want = st->q.uses_seen;
@@ -550,10 +550,9 @@ static void narrow(const struct search_key *k, uint32_t *lo, uint32_t *hi)
 }
 
 /* True when the view holds enough messages per chunk it touches for chunk reads to pay. */
-static bool chunks_pay(const struct view *v, uint32_t lo, uint32_t hi)
+static bool chunks_pay(uint32_t lo, uint32_t hi, uint64_t msgs)
 {
     uint64_t span = (uint64_t)colcache_chunk(hi) - colcache_chunk(lo) + 1;
-    uint64_t msgs = (uint64_t)view_seq_floor(v, hi) + 1 - view_seq_ceil(v, lo);
     return span <= 4 || span * MIN_CHUNK_FILL <= msgs;
 }
 
@@ -584,7 +583,9 @@ enum cmd_status cmd_search(struct cmd_ctx *ctx)
     st->view_modseq = sel->highestmodseq;
     st->want_f = st->q.uses_flags;
     st->want_m = st->q.uses_msg || st->q.root->level >= SEARCH_LEVEL_PARSE;
-    bool caches = colcache_enabled(conn_frontend(ctx->conn)) && chunks_pay(v, st->lo, st->hi);
+    st->span_msgs = (uint64_t)view_seq_floor(v, st->hi) + 1 - view_seq_ceil(v, st->lo);
+    bool caches = colcache_enabled(conn_frontend(ctx->conn)) &&
+                  chunks_pay(st->lo, st->hi, st->span_msgs);
     st->cache = caches;
     bool flags_at_index = st->q.uses_seen || st->q.uses_deleted;
     st->fsrc = caches && flags_at_index ? FLAG_SRC_CHUNKS : FLAG_SRC_INDEX;

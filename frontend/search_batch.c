@@ -298,6 +298,8 @@ static enum cmd_status records_done(struct cmd_ctx *ctx)
                 c++;
             want |= c < st->n_chunks && st->chunks[c].build_m_ok;
         }
+        if (want && !m->have_record)
+            return search_bad_data(ctx, "no record for parse"); /* cannot happen */
         if (want) {
             bm->pslot = (int32_t)st->n_pread;
             st->pread[st->n_pread++] = (uint32_t)i;

@@ -59,6 +59,7 @@ struct raw_batch;
 struct search_state {
     struct search_query q;
     uint32_t lo, hi;        /* UIDs the search can match: the view's, narrowed by its sets */
+    uint64_t span_msgs;     /* view messages in [lo, hi] */
     bool cache;             /* the column caches are used (colcache_enabled) */
     bool want_f, want_m;    /* the per-message phase needs flags / the record or parse */
     uint64_t view_modseq;   /* the modseq the view reflects: a snapshot at it is exact */

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frontend/log.h"
 #include "frontend/search_private.h"
 #include "keys/keys.h"
 
