@@ -15,25 +15,22 @@
 
 /* ------------------------------------------------------------------ reading */
 
-/* Parses a decimal of at most 20 digits ending at a byte in stops; advances *p past the number. */
-static bool take_u64(const char *s, size_t len, size_t *p, uint64_t *out)
+/* Parses a decimal of 1..19 digits (cannot overflow) at *p and advances *p past it. */
+static inline bool take_u64(const char *s, size_t len, size_t *p, uint64_t *out)
 {
-    size_t i = *p, start = i;
+    size_t i = *p;
+    size_t end = len - i > 19 ? i + 19 : len;
     uint64_t v = 0;
-    while (i < len && s[i] >= '0' && s[i] <= '9') {
-        if (i - start >= 19 && v > (UINT64_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-        i++;
-    }
-    if (i == start || i - start > 20)
-        return false;
+    while (i < end && (unsigned char)(s[i] - '0') < 10)
+        v = v * 10 + (uint64_t)(s[i++] - '0');
+    if (i == *p || (i < len && (unsigned char)(s[i] - '0') < 10))
+        return false; /* no digit, or a 20th */
     *p = i;
     *out = v;
     return true;
 }
 
-static bool take_byte(const char *s, size_t len, size_t *p, char c)
+static inline bool take_byte(const char *s, size_t len, size_t *p, char c)
 {
     if (*p >= len || s[*p] != c)
         return false;
