@@ -173,6 +173,15 @@ class FetchCacheTest(unittest.TestCase):
         # The caches of the three chunks are in Redis now.
         self.assertTrue({"f/0", "f/1", "f/2", "m/0", "m/1", "m/2"} <= self.cache_keys(box),
                         self.cache_keys(box))
+        # DELETE releases the mailbox in batches and leaves none of its keys, caches included.
+        nsid, mbxid = self.ids(box)
+        c = self.conn()
+        c.ok("DELETE " + box)
+        r = self.redis.client()
+        try:
+            self.assertEqual(r.keys("/ns/{%s}/mbx/%s*" % (nsid, mbxid)), set())
+        finally:
+            r.close()
 
     def test_envelope_and_bodystructure_from_the_cached_parse(self):
         """Rendered from the parse (building and warm), they are the strings APPEND stored."""
