@@ -559,7 +559,7 @@ static enum cmd_status got_old(struct cmd_ctx *ctx)
         return read_old(ctx);
     }
     bool exact = known && highest == st->sel->highestmodseq;
-    for (size_t j = 0; j < st->nmiss_m; j++) {
+    for (size_t j = 0; recs != NULL && j < st->nmiss_m; j++) {
         struct fetch_msg *m = &st->msgs[st->miss_m[j]];
         const redisReply *e = recs->element[j];
         m->exists = e->type == REDIS_REPLY_STRING &&
