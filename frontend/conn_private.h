@@ -112,6 +112,8 @@ struct conn_table {
 uint64_t conn_token(const struct conn *c);
 struct conn *conn_table_lookup(uint64_t token);
 void conn_pump(struct conn *c);
+#define CONN_FLUSH_MAX (64u * 1024) /* larger answers are written by the bufferevent */
+void conn_flush_output(struct conn *c);
 void conn_kill(struct conn *c);
 void conn_after_step(struct conn *c, enum cmd_status st);
 void conn_early_run(struct conn *c);

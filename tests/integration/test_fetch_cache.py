@@ -10,6 +10,7 @@ import glob
 import imaplib
 import os
 import re
+import time
 import unittest
 
 import harness
@@ -108,6 +109,16 @@ class FetchCacheTest(unittest.TestCase):
         finally:
             r.close()
 
+    def settled_keys(self, box, want):
+        """cache_keys once every key of want is there (chunks are stored fire and forget, so an
+        answer may reach the client before its chunks reach Redis); at most 5 s."""
+        deadline = time.monotonic() + 5
+        keys = self.cache_keys(box)
+        while not set(want) <= keys and time.monotonic() < deadline:
+            time.sleep(0.01)
+            keys = self.cache_keys(box)
+        return keys
+
     def cache_key(self, box, kind, chunk):
         nsid, mbxid = self.ids(box)
         return "/ns/{%s}/mbx/%s/cache/%s/%d" % (nsid, mbxid, kind, chunk)
@@ -171,8 +182,8 @@ class FetchCacheTest(unittest.TestCase):
             "FETCH 7 (FLAGS ENVELOPE)",
         ])
         # The caches of the three chunks are in Redis now.
-        self.assertTrue({"f/0", "f/1", "f/2", "m/0", "m/1", "m/2"} <= self.cache_keys(box),
-                        self.cache_keys(box))
+        want = {"f/0", "f/1", "f/2", "m/0", "m/1", "m/2"}
+        self.assertTrue(want <= self.settled_keys(box, want), self.cache_keys(box))
         # DELETE releases the mailbox in batches and leaves none of its keys, caches included.
         nsid, mbxid = self.ids(box)
         c = self.conn()
@@ -215,7 +226,7 @@ class FetchCacheTest(unittest.TestCase):
                 bs = self.redis_call("HGET", content, "bs")
                 self.assertEqual(line, b"* %d FETCH (UID %d ENVELOPE %s BODYSTRUCTURE %s)"
                                  % (seq, uid, env, bs), attempt)
-        self.assertIn("m/0", self.cache_keys(box))
+        self.assertIn("m/0", self.settled_keys(box, {"m/0"}))
 
     # --- changes through other sessions --------------------------------------------------------
 
@@ -236,7 +247,7 @@ class FetchCacheTest(unittest.TestCase):
         b = self.conn(server=self.plain, select=box)
         a.ok("UID FETCH 1:* (FLAGS)")
         a.ok("UID FETCH 1:* (FLAGS)")
-        self.assertTrue({"f/0", "f/1"} <= self.cache_keys(box))
+        self.assertTrue({"f/0", "f/1"} <= self.settled_keys(box, {"f/0", "f/1"}))
         b.ok("UID STORE 5,1030 +FLAGS.SILENT (\\Answered $Moved)")
         b.ok("UID STORE 6 -FLAGS.SILENT (\\Seen)")
         got = self.flags_by_uid(a.ok("UID FETCH 1:* (FLAGS)"))
@@ -274,7 +285,7 @@ class FetchCacheTest(unittest.TestCase):
         for cmd in ("FETCH 1:* (FLAGS)", "FETCH 1:* (RFC822.SIZE)", "FETCH 1:* (ENVELOPE)"):
             a.ok(cmd)
             a.ok(cmd)
-        self.assertTrue({"f/0", "f/1", "m/0", "m/1"} <= self.cache_keys(box))
+        self.assertTrue({"f/0", "f/1", "m/0", "m/1"} <= self.settled_keys(box, {"f/0", "f/1", "m/0", "m/1"}))
         b.ok("UID STORE 10,1040 +FLAGS.SILENT (\\Deleted)")
         b.ok("EXPUNGE")
         # a has not been told: its view still holds them, the caches must not.
@@ -293,7 +304,7 @@ class FetchCacheTest(unittest.TestCase):
         # After NOOP the view agrees; answers are complete and the caches come back.
         a.ok("NOOP")
         self.assertEqual(len(a.fetch("FETCH 1:* (RFC822.SIZE FLAGS)")), 1098)
-        self.assertTrue({"f/0", "f/1", "m/0", "m/1"} <= self.cache_keys(box))
+        self.assertTrue({"f/0", "f/1", "m/0", "m/1"} <= self.settled_keys(box, {"f/0", "f/1", "m/0", "m/1"}))
         self.same_everywhere(box, ["FETCH 1:* (FLAGS RFC822.SIZE ENVELOPE)"])
 
     def test_append_and_move_through_another_session(self):
@@ -340,6 +351,7 @@ class FetchCacheTest(unittest.TestCase):
         c = self.conn(examine=box)
         c.run("FETCH 1:* " + items)
         self.assertEqual(c.run("FETCH 1:* " + items), want)
+        self.settled_keys(box, {"f/0", "m/0"})
         for kind in ("f", "m"):
             key = self.cache_key(box, kind, 0)
             good = self.redis_call("GET", key)
@@ -366,6 +378,10 @@ class FetchCacheTest(unittest.TestCase):
                 self.redis_call("SET", key, value)
                 self.assertEqual(c.run("FETCH 1:* " + items), want, (kind, value[:60]))
                 self.assertTrue(self.server.alive())
+                # Its rebuild is stored fire and forget: let it land before the next damage.
+                deadline = time.monotonic() + 2
+                while self.redis_call("GET", key) != good and time.monotonic() < deadline:
+                    time.sleep(0.01)
         self.assertTrue(self.server.alive())
 
 

@@ -807,6 +807,16 @@ class ColumnCaches(unittest.TestCase):
     def cache_keys(self, kind="*"):
         return sorted(self.r.keys("*/cache/%s/*" % kind))
 
+    def settled_keys(self, suffixes, kind="*"):
+        """cache_keys once a key ends with each of suffixes (chunks are stored fire and forget,
+        so an answer may reach the client before its chunks reach Redis); at most 5 s."""
+        deadline = time.monotonic() + 5
+        keys = self.cache_keys(kind)
+        while time.monotonic() < deadline and not all(any(k.endswith(x) for k in keys) for x in suffixes):
+            time.sleep(0.01)
+            keys = self.cache_keys(kind)
+        return keys
+
     def answers(self, s, queries=CACHE_QUERIES):
         out = {}
         for q in queries:
@@ -826,7 +836,7 @@ class ColumnCaches(unittest.TestCase):
         self.assertEqual(self.cache_keys(), [], "--cache-ttl 0 must not build caches")
         c = self.session(self.cached)
         self.assert_same(self.answers(c), want)  # cold: builds the chunks
-        keys = self.cache_keys()
+        keys = self.settled_keys(["/cache/%s/%d" % (kind, chunk) for kind in "fm" for chunk in range(3)])
         for kind in "fm":
             for chunk in range(3):
                 self.assertTrue(any(k.endswith("/cache/%s/%d" % (kind, chunk)) for k in keys),
@@ -863,7 +873,7 @@ class ColumnCaches(unittest.TestCase):
         fresh = self.session(self.cached)
         fresh.search("UNSEEN")  # rebuilds them (an exact view)
         fresh.close()
-        last = [k for k in self.cache_keys("f") if k.endswith("/f/2")]
+        last = [k for k in self.settled_keys(["/f/2"], "f") if k.endswith("/f/2")]
         self.assertEqual(len(last), 1)
         self.r.call("DEL", last[0])
         got = set(x.search("UNSEEN DELETED", uid=True) + x.search("UNSEEN", uid=True))
@@ -886,7 +896,7 @@ class ColumnCaches(unittest.TestCase):
         want = self.answers(p, queries)
         self.assert_same(self.answers(c, queries), want)  # builds
         for kind in "fm":
-            key = [k for k in self.cache_keys(kind) if k.endswith("/%s/1" % kind)][0]
+            key = [k for k in self.settled_keys(["/%s/1" % kind], kind) if k.endswith("/%s/1" % kind)][0]
             value = self.r.call("GET", key)
             self.assertTrue(value.startswith(("c1 %s 1 " % kind).encode()), value[:40])
             header, rest = value.split(b"\n", 1)
@@ -897,7 +907,10 @@ class ColumnCaches(unittest.TestCase):
             for bad in damaged:
                 self.r.call("SET", key, bad)
                 self.assert_same(self.answers(c, queries), want)
-                # Treated as absent and rebuilt from the exact view.
+                # Treated as absent and rebuilt from the exact view (stored fire and forget).
+                deadline = time.monotonic() + 5
+                while self.r.call("GET", key) != value and time.monotonic() < deadline:
+                    time.sleep(0.01)
                 self.assertEqual(self.r.call("GET", key), value, bad[:60])
             if kind == "m":
                 # Well-formed, but one message's stored parse is unreadable: that message is read
