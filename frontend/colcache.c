@@ -238,6 +238,12 @@ static void put_done(const struct store_result *res, uint64_t token)
 void colcache_put(struct frontend *fe, const char *nsid, const char *mbxid,
                   const struct colcache_builder *b)
 {
+    colcache_put_shard(fe, 0, nsid, mbxid, b);
+}
+
+void colcache_put_shard(struct frontend *fe, uint64_t shard, const char *nsid, const char *mbxid,
+                        const struct colcache_builder *b)
+{
     if (b->failed || b->buf == NULL || b->len > COLCACHE_MAX_VALUE || !colcache_enabled(fe))
         return;
     struct key meta, mbx, cache;
@@ -250,5 +256,5 @@ void colcache_put(struct frontend *fe, const char *nsid, const char *mbxid,
     const char *argv[] = {meta.s, mbx.s, cache.s, mbxid, modseq, ttl, b->buf};
     const size_t argvlen[] = {meta.len, mbx.len, cache.len, strlen(mbxid), strlen(modseq),
                               strlen(ttl), b->len};
-    store_eval(fe->store, 0, LUA_SCRIPT_CACHE_PUT, put_done, 0, 3, 7, argv, argvlen);
+    store_eval(fe->store, shard, LUA_SCRIPT_CACHE_PUT, put_done, 0, 3, 7, argv, argvlen);
 }

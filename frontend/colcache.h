@@ -120,6 +120,13 @@ void colcache_builder_free(struct colcache_builder *b);
 void colcache_put(struct frontend *fe, const char *nsid, const char *mbxid,
                   const struct colcache_builder *b);
 
+/*
+ * The same on the pool connection `shard` picks (pass conn_id of the session that built it): a
+ * session's puts queue behind its own reads, not in front of everyone's on connection 0.
+ */
+void colcache_put_shard(struct frontend *fe, uint64_t shard, const char *nsid, const char *mbxid,
+                        const struct colcache_builder *b);
+
 /* True when this front end uses the caches (--cache-ttl > 0). */
 bool colcache_enabled(const struct frontend *fe);
 
