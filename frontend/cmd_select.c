@@ -77,6 +77,13 @@ static bool add_run(struct selected *sel, const redisReply *r)
     if (sscanf(buf, "%lu:%lu%c", &first, &last, &tail) != 2 || first == 0 || first > last ||
         last > UINT32_MAX)
         return false;
+    /* Runs read in pages after the snapshot may overlap what the view holds (a split of its last
+     * run): only the part above the view's highest UID is new. */
+    uint32_t top = view_max_uid(sel->view);
+    if (last <= top)
+        return true;
+    if (first <= top)
+        first = (unsigned long)top + 1;
     return view_add_run(sel->view, (uint32_t)first, (uint32_t)last) == 0;
 }
 
@@ -160,7 +167,7 @@ static enum cmd_status select_got_runs(struct cmd_ctx *ctx)
             return bad_snapshot(ctx);
     }
     st->runs_read += r->elements;
-    if (r->elements < RUNS_BATCH || st->runs_read >= st->runs_total)
+    if (r->elements < RUNS_BATCH)
         return select_finish(ctx);
     return select_more_runs(ctx);
 }
@@ -170,12 +177,16 @@ static enum cmd_status select_more_runs(struct cmd_ctx *ctx)
     struct select_state *st = ctx->state;
     struct key k;
     keys_mbx(&k, conn_nsid(ctx->conn), st->sel->mbxid, KEYS_MBX_RUNS);
-    char start[24], stop[24];
-    int ls = snprintf(start, sizeof(start), "%" PRIu64, st->runs_read);
-    int le = snprintf(stop, sizeof(stop), "%" PRIu64, st->runs_read + RUNS_BATCH - 1);
-    const char *argv[] = {"ZRANGE", k.s, start, stop};
-    const size_t argvlen[] = {6, k.len, (size_t)ls, (size_t)le};
-    return conn_redis(ctx, select_got_runs, 4, argv, argvlen);
+    /* The runs after the highest UID the view holds, by score (a run's first UID), never by rank:
+     * an expunge between two pages removes or splits runs and shifts every rank after it, so a
+     * rank page could skip a run. A run that appeared or grew after the snapshot (new mail) only
+     * adds UIDs the log replay adds too. */
+    char start[24], count[24];
+    int ls = snprintf(start, sizeof(start), "(%" PRIu32, view_max_uid(st->sel->view));
+    int lc = snprintf(count, sizeof(count), "%d", RUNS_BATCH);
+    const char *argv[] = {"ZRANGEBYSCORE", k.s, start, "+inf", "LIMIT", "0", count};
+    const size_t argvlen[] = {13, k.len, (size_t)ls, 4, 5, 1, (size_t)lc};
+    return conn_redis(ctx, select_got_runs, 7, argv, argvlen);
 }
 
 static enum cmd_status select_got_snapshot(struct cmd_ctx *ctx)

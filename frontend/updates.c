@@ -265,6 +265,12 @@ static bool add_run_text(struct view *v, const redisReply *r)
     if (sscanf(buf, "%lu:%lu%c", &first, &last, &tail) != 2 || first == 0 || first > last ||
         last > UINT32_MAX)
         return false;
+    /* Pages read after the snapshot may overlap the view's last run (a split): keep what is new. */
+    uint32_t top = view_max_uid(v);
+    if (last <= top)
+        return true;
+    if (first <= top)
+        first = (unsigned long)top + 1;
     return view_add_run(v, (uint32_t)first, (uint32_t)last) == 0;
 }
 
@@ -284,7 +290,7 @@ static enum cmd_status resync_got_runs(struct cmd_ctx *ctx)
             return gone(ctx, "Mailbox data inconsistent, please reselect");
     }
     u->runs_read += r->elements;
-    if (r->elements < RUNS_BATCH || u->runs_read >= u->runs_total)
+    if (r->elements < RUNS_BATCH)
         return resync_apply(ctx);
     return resync_more(ctx);
 }
@@ -295,12 +301,13 @@ static enum cmd_status resync_more(struct cmd_ctx *ctx)
     const struct selected *sel = conn_selected(ctx->conn);
     struct key k;
     keys_mbx(&k, conn_nsid(ctx->conn), sel->mbxid, KEYS_MBX_RUNS);
-    char start[24], stop[24];
-    int ls = snprintf(start, sizeof(start), "%" PRIu64, u->runs_read);
-    int le = snprintf(stop, sizeof(stop), "%" PRIu64, u->runs_read + RUNS_BATCH - 1);
-    const char *argv[] = {"ZRANGE", k.s, start, stop};
-    const size_t argvlen[] = {6, k.len, (size_t)ls, (size_t)le};
-    return conn_redis(ctx, resync_got_runs, 4, argv, argvlen);
+    /* By score after the highest UID read, never by rank (cmd_select.c says why). */
+    char start[24], count[24];
+    int ls = snprintf(start, sizeof(start), "(%" PRIu32, view_max_uid(u->fresh));
+    int lc = snprintf(count, sizeof(count), "%d", RUNS_BATCH);
+    const char *argv[] = {"ZRANGEBYSCORE", k.s, start, "+inf", "LIMIT", "0", count};
+    const size_t argvlen[] = {13, k.len, (size_t)ls, 4, 5, 1, (size_t)lc};
+    return conn_redis(ctx, resync_got_runs, 7, argv, argvlen);
 }
 
 static enum cmd_status resync_got_snapshot(struct cmd_ctx *ctx)

@@ -16,7 +16,9 @@
 --          among the KEYS are reported (missing content cannot be repaired).
 -- mode totals — KEYS[1] meta, then every mailbox hash of the user: meta's messages and bytes must
 --          be the sums over the mailboxes.
--- Reply    {problems, text1, text2, ...}: one line per problem found (fixed when repairing)
+-- Reply    {problems, text1, text2, ...}: one line per problem found (fixed when repairing; a
+--          repaired mailbox's highestmodseq then rises by one past everything, so its sessions
+--          resynchronise and no older snapshot becomes a column cache)
 -- Errors   "NONEXISTENT ..." when KEYS[1] is missing; "ERR ..." on bad keys or arguments.
 local hex = '[0-9a-f]'
 local nsid_pat = string.rep(hex, 8) .. '%-' .. string.rep(hex, 4) .. '%-' .. string.rep(hex, 4) ..
@@ -201,10 +203,17 @@ if mode == 'mailbox' then
     end
     local top = redis.call('XREVRANGE', KEYS[10], '+', '-', 'COUNT', 1)
     local logms = #top > 0 and tonumber(string.match(top[1][1], '^(%d+)')) or 0
+    local new_hms = hms
     if maxms > hms or logms > hms then
         problem('highestmodseq %d is below a message (%d) or the change log (%d)', hms, maxms, logms)
+        new_hms = math.max(maxms, logms)
+    end
+    -- A repair changes what sessions and column caches were built from without a log entry:
+    -- highestmodseq rises past everything, so selected sessions resynchronise from the UID set
+    -- and no snapshot read before the repair can be stored as a cache (cache_put.lua).
+    if repair and #problems > 0 then
         fix[#fix + 1] = 'highestmodseq'
-        fix[#fix + 1] = math.max(maxms, logms)
+        fix[#fix + 1] = math.max(new_hms, hms, maxms, logms) + 1
     end
     if repair and #fix > 0 then
         redis.call('HSET', KEYS[2], unpack(fix))

@@ -194,6 +194,7 @@ class TestFsck(OpsCase):
         self.r.call("SET", m + "/cache/f/0", "c1 f 0 1 6\n1 5\n\\Seen")
         self.r.call("SET", m + "/cache/m/0", "c1 m 0 1 6\n")
 
+        hms_before = int(self.r.call("HGET", m, "highestmodseq"))
         rc, out, err = admin(self.redis.url, "fsck", "ann")
         self.assertEqual(rc, 1, err)
         self.assertIn("run with --repair", out)
@@ -210,6 +211,8 @@ class TestFsck(OpsCase):
         self.assertTrue(all(p["repaired"] for p in report["problems"]))
         self.assertEqual(self.fsck()["problem_count"], 0)
         self.assertEqual(self.r.keys(m + "/cache/*"), set())  # dropped by the repair
+        # Sessions resynchronise and older snapshots cannot become caches: the modseq moved.
+        self.assertGreater(int(self.r.call("HGET", m, "highestmodseq")), hms_before)
         self.assertEqual(int(self.r.call("HGET", m, "messages")), 6)
         self.assertEqual(int(self.r.call("HGET", m, "uidnext")), 7)
         self.assertEqual(self.r.call("ZRANGE", m + "/runs", 0, -1), [b"1:6"])

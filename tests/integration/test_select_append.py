@@ -219,6 +219,69 @@ class SelectAppendTest(unittest.TestCase):
         lines = r.until_tagged("v3")
         self.assertTrue(any(l.startswith("* 1 FETCH (UID 1 FLAGS (") for l in lines), lines)
 
+    # --- many runs: SELECT pages the runs by score while others expunge -------------------------
+
+    def raw(self, select=None):
+        r = harness.Raw(self.server.port, timeout=60)
+        self.addCleanup(r.close)
+        r.line()
+        r.send("l LOGIN demouser demopass\r\n")
+        self.assertIn("l OK", r.until_tagged("l")[-1])
+        if select:
+            r.send("s SELECT %s\r\n" % select)
+            self.assertIn("s OK", r.until_tagged("s")[-1])
+        return r
+
+    def test_select_of_many_runs_while_another_session_expunges(self):
+        """A mailbox of 2,500 runs (every other UID expunged) is read in pages after the SELECT
+        snapshot; another session expunging single-message runs in front of the page boundary
+        moves every rank after it. The view must still be exactly the mailbox once the log is
+        replayed (pages by rank used to skip runs here, silently)."""
+        box = "ManyRuns"
+        a = self.raw()
+        a.send("c CREATE %s\r\n" % box)
+        a.until_tagged("c")
+        n = 5000
+        out = []
+        for i in range(n):
+            m = message("run %d" % i, size=0)
+            out.append(b"a%d APPEND %s {%d+}\r\n%s\r\n" % (i, box.encode(), len(m), m))
+        a.send(b"".join(out))
+        for i in range(n):
+            self.assertIn("OK", a.until_tagged("a%d" % i)[-1])
+        a.send("s SELECT %s\r\n" % box)
+        a.until_tagged("s")
+        a.send("".join("d%d UID STORE %d +FLAGS.SILENT (\\Deleted)\r\n" % (u, u) for u in range(2, n + 1, 2)))
+        for u in range(2, n + 1, 2):
+            self.assertIn("OK", a.until_tagged("d%d" % u)[-1])
+        a.send("e EXPUNGE\r\n")
+        self.assertIn("e OK", a.until_tagged("e")[-1])
+        r = self.redis.client()
+        self.addCleanup(r.close)
+        nsid = r.call("HGET", "/users/demouser", "nsid").decode()
+        mbxid = r.call("HGET", "/ns/{%s}/mailboxes" % nsid, box).decode()
+        uids_key = "/ns/{%s}/mbx/%s/uids" % (nsid, mbxid)
+        self.assertEqual(r.call("ZCARD", "/ns/{%s}/mbx/%s/runs" % (nsid, mbxid)), n // 2)
+        b = self.raw(select=box)
+        victims = list(range(1, n, 2))  # single-message runs, lowest first
+        for round_ in range(12):
+            batch, victims = victims[:40], victims[40:]
+            # b expunges 40 single-message runs of the first page, one command each, while a
+            # SELECTs (its snapshot script, then pages of runs) and replays the log.
+            b.send("".join("x%d UID STORE %d +FLAGS.SILENT (\\Deleted)\r\ny%d UID EXPUNGE %d\r\n"
+                           % (u, u, u, u) for u in batch))
+            a.send("s%d SELECT %s\r\n" % (round_, box))
+            a.until_tagged("s%d" % round_)
+            for u in batch:
+                b.until_tagged("y%d" % u)
+            a.send("n%d NOOP\r\nq%d UID SEARCH ALL\r\n" % (round_, round_))
+            a.until_tagged("n%d" % round_)
+            lines = a.until_tagged("q%d" % round_)
+            got = sorted(int(x) for l in lines if l.startswith("* SEARCH") for x in l.split()[2:])
+            want = sorted(int(x) for x in r.call("ZRANGE", uids_key, 0, -1))
+            self.assertEqual(len(got), len(want), "round %d" % round_)
+            self.assertEqual(got, want, "round %d" % round_)
+
     def test_status_follows_rename_and_recreate(self):
         # STATUS remembers name -> id per session; a rename or re-create must not fool it.
         c = self.imap()
