@@ -50,6 +50,35 @@ bool cmd_reply_is_array(const struct store_result *res, size_t n)
            res->reply->type == REDIS_REPLY_ARRAY && res->reply->elements >= n;
 }
 
+bool cmd_reply_u64(const redisReply *r, uint64_t *out)
+{
+    if (r->type == REDIS_REPLY_INTEGER) {
+        if (r->integer < 0)
+            return false;
+        *out = (uint64_t)r->integer;
+        return true;
+    }
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 19)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < r->len; i++) {
+        if (r->str[i] < '0' || r->str[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(r->str[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+bool cmd_reply_u32(const redisReply *r, uint32_t *out)
+{
+    uint64_t v = 0;
+    if (!cmd_reply_u64(r, &v) || v > UINT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
 bool cmd_arg_astring(const struct imap_arg *arg, const char **s_r, size_t *len_r)
 {
     switch (arg->type) {

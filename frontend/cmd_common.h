@@ -24,6 +24,15 @@ enum cmd_status cmd_store_failed(struct cmd_ctx *ctx, const struct store_result 
 bool cmd_reply_is_array(const struct store_result *res, size_t n);
 
 /*
+ * A count, UID or modseq from Redis: a non-negative integer reply, or a string reply of 1..19
+ * decimal digits and nothing else (what the scripts store). False for anything else.
+ */
+bool cmd_reply_u64(const redisReply *r, uint64_t *out);
+
+/* The same, and at most UINT32_MAX. */
+bool cmd_reply_u32(const redisReply *r, uint32_t *out);
+
+/*
  * The bytes of an astring argument (atom, quoted or literal; NIL counts as the atom "NIL").
  * Returns false for a list or a streamed literal.
  */

@@ -36,34 +36,6 @@ struct select_state {
     uint64_t runs_read;
 };
 
-static bool reply_u64(const redisReply *r, uint64_t *out)
-{
-    if (r->type == REDIS_REPLY_INTEGER) {
-        if (r->integer < 0)
-            return false;
-        *out = (uint64_t)r->integer;
-        return true;
-    }
-    if (r->type == REDIS_REPLY_STRING && r->len > 0 && r->len < 21) {
-        char *end = NULL;
-        unsigned long long v = strtoull(r->str, &end, 10);
-        if (end != r->str + r->len)
-            return false;
-        *out = v;
-        return true;
-    }
-    return false;
-}
-
-static bool reply_u32(const redisReply *r, uint32_t *out)
-{
-    uint64_t v = 0;
-    if (!reply_u64(r, &v) || v > UINT32_MAX)
-        return false;
-    *out = (uint32_t)v;
-    return true;
-}
-
 /* Adds one "first:last" run to the view. */
 static bool add_run(struct selected *sel, const redisReply *r)
 {
@@ -206,11 +178,11 @@ static enum cmd_status select_got_snapshot(struct cmd_ctx *ctx)
     const redisReply *r = res->reply;
     struct selected *sel = st->sel;
     uint64_t messages = 0;
-    if (!reply_u32(r->element[0], &sel->uidvalidity) || !reply_u32(r->element[1], &sel->uidnext) ||
-        !reply_u64(r->element[2], &sel->highestmodseq) || !reply_u64(r->element[3], &messages) ||
-        !reply_u32(r->element[4], &sel->recent_first) ||
-        !reply_u32(r->element[5], &st->first_unseen_uid) ||
-        r->element[6]->type != REDIS_REPLY_STRING || !reply_u64(r->element[8], &st->runs_total))
+    if (!cmd_reply_u32(r->element[0], &sel->uidvalidity) || !cmd_reply_u32(r->element[1], &sel->uidnext) ||
+        !cmd_reply_u64(r->element[2], &sel->highestmodseq) || !cmd_reply_u64(r->element[3], &messages) ||
+        !cmd_reply_u32(r->element[4], &sel->recent_first) ||
+        !cmd_reply_u32(r->element[5], &st->first_unseen_uid) ||
+        r->element[6]->type != REDIS_REPLY_STRING || !cmd_reply_u64(r->element[8], &st->runs_total))
         return bad_snapshot(ctx);
     sel->keywords = strndup(r->element[6]->str, r->element[6]->len);
     if (sel->keywords == NULL)

@@ -28,6 +28,7 @@
 #include <event2/buffer.h>
 
 #include "frontend/arena.h"
+#include "frontend/cmd_common.h"
 #include "frontend/log.h"
 #include "frontend/reply.h"
 #include "frontend/selected.h"
@@ -53,24 +54,6 @@ struct upd {
 
 static enum cmd_status read_log(struct cmd_ctx *ctx);
 static enum cmd_status report_flags(struct cmd_ctx *ctx);
-
-static bool int_of(const redisReply *r, uint64_t *out)
-{
-    if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
-        *out = (uint64_t)r->integer;
-        return true;
-    }
-    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20)
-        return false;
-    uint64_t v = 0;
-    for (size_t i = 0; i < r->len; i++) {
-        if (r->str[i] < '0' || r->str[i] > '9')
-            return false;
-        v = v * 10 + (uint64_t)(r->str[i] - '0');
-    }
-    *out = v;
-    return true;
-}
 
 /* Ends the session: the selected mailbox is gone or is no longer the one the client knows. */
 static enum cmd_status gone(struct cmd_ctx *ctx, const char *why)
@@ -321,8 +304,8 @@ static enum cmd_status resync_got_snapshot(struct cmd_ctx *ctx)
         return failed(ctx, res);
     const redisReply *r = res->reply;
     uint64_t uidvalidity = 0;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 9 || !int_of(r->element[0], &uidvalidity) ||
-        !int_of(r->element[2], &u->target) || !int_of(r->element[8], &u->runs_total))
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 9 || !cmd_reply_u64(r->element[0], &uidvalidity) ||
+        !cmd_reply_u64(r->element[2], &u->target) || !cmd_reply_u64(r->element[8], &u->runs_total))
         return gone(ctx, "Mailbox data inconsistent, please reselect");
     if (uidvalidity != sel->uidvalidity)
         return gone(ctx, "UIDVALIDITY changed, please reselect");
@@ -359,7 +342,7 @@ static enum cmd_status claimed(struct cmd_ctx *ctx)
     const struct store_result *res = ctx->store;
     uint64_t old = 0;
     if (res->status == STORE_OK && res->reply->type == REDIS_REPLY_ARRAY &&
-        res->reply->elements >= 1 && int_of(res->reply->element[0], &old)) {
+        res->reply->elements >= 1 && cmd_reply_u64(res->reply->element[0], &old)) {
         /* RFC 3501 §2.3.2: UIDs from old up are \Recent for this session only. UIDs claimed by
          * another session in between are taken as recent here too (a documented approximation:
          * \Recent keeps one threshold per session). */
@@ -479,9 +462,9 @@ static enum cmd_status got_log(struct cmd_ctx *ctx)
     const redisReply *state = r->element[0];
     const redisReply *entries = r->element[1];
     uint64_t highest = 0, uidvalidity = 0;
-    if (state->element[2]->type != REDIS_REPLY_NIL || !int_of(state->element[0], &highest))
+    if (state->element[2]->type != REDIS_REPLY_NIL || !cmd_reply_u64(state->element[0], &highest))
         return gone(ctx, "Selected mailbox was deleted");
-    if (int_of(state->element[1], &uidvalidity) && uidvalidity != sel->uidvalidity)
+    if (cmd_reply_u64(state->element[1], &uidvalidity) && uidvalidity != sel->uidvalidity)
         return gone(ctx, "UIDVALIDITY changed, please reselect");
     u->target = highest;
     if (highest < sel->highestmodseq) {
