@@ -36,27 +36,10 @@ struct select_state {
     uint64_t runs_read;
 };
 
-/* Adds one "first:last" run to the view. */
+/* Adds one "first:last" run of a /runs reply to the view. */
 static bool add_run(struct selected *sel, const redisReply *r)
 {
-    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 21)
-        return false;
-    char buf[24];
-    memcpy(buf, r->str, r->len);
-    buf[r->len] = '\0';
-    unsigned long first = 0, last = 0;
-    char tail = 0;
-    if (sscanf(buf, "%lu:%lu%c", &first, &last, &tail) != 2 || first == 0 || first > last ||
-        last > UINT32_MAX)
-        return false;
-    /* Runs read in pages after the snapshot may overlap what the view holds (a split of its last
-     * run): only the part above the view's highest UID is new. */
-    uint32_t top = view_max_uid(sel->view);
-    if (last <= top)
-        return true;
-    if (first <= top)
-        first = (unsigned long)top + 1;
-    return view_add_run(sel->view, (uint32_t)first, (uint32_t)last) == 0;
+    return r->type == REDIS_REPLY_STRING && view_add_run_text(sel->view, r->str, r->len);
 }
 
 static enum cmd_status bad_snapshot(struct cmd_ctx *ctx)

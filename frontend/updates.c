@@ -238,23 +238,7 @@ static enum cmd_status resync_apply(struct cmd_ctx *ctx)
 
 static bool add_run_text(struct view *v, const redisReply *r)
 {
-    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 21)
-        return false;
-    char buf[24];
-    memcpy(buf, r->str, r->len);
-    buf[r->len] = '\0';
-    unsigned long first = 0, last = 0;
-    char tail = 0;
-    if (sscanf(buf, "%lu:%lu%c", &first, &last, &tail) != 2 || first == 0 || first > last ||
-        last > UINT32_MAX)
-        return false;
-    /* Pages read after the snapshot may overlap the view's last run (a split): keep what is new. */
-    uint32_t top = view_max_uid(v);
-    if (last <= top)
-        return true;
-    if (first <= top)
-        first = (unsigned long)top + 1;
-    return view_add_run(v, (uint32_t)first, (uint32_t)last) == 0;
+    return r->type == REDIS_REPLY_STRING && view_add_run_text(v, r->str, r->len);
 }
 
 static enum cmd_status resync_more(struct cmd_ctx *ctx);

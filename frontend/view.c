@@ -89,6 +89,35 @@ int view_add_run(struct view *v, uint32_t first, uint32_t last)
     return 0;
 }
 
+/* A decimal UID of 1..10 digits at s[*p], up to UINT32_MAX. */
+static bool take_uid(const char *s, size_t len, size_t *p, uint32_t *out)
+{
+    size_t i = *p;
+    uint64_t v = 0;
+    while (i < len && i - *p < 10 && s[i] >= '0' && s[i] <= '9')
+        v = v * 10 + (uint64_t)(s[i++] - '0');
+    if (i == *p || v > UINT32_MAX || (i < len && s[i] >= '0' && s[i] <= '9'))
+        return false;
+    *p = i;
+    *out = (uint32_t)v;
+    return true;
+}
+
+bool view_add_run_text(struct view *v, const char *s, size_t len)
+{
+    size_t p = 0;
+    uint32_t first = 0, last = 0;
+    if (!take_uid(s, len, &p, &first) || p >= len || s[p++] != ':' || !take_uid(s, len, &p, &last) ||
+        p != len || first == 0 || first > last)
+        return false;
+    uint32_t top = view_max_uid(v);
+    if (last <= top)
+        return true;
+    if (first <= top)
+        first = top + 1;
+    return view_add_run(v, first, last) == 0;
+}
+
 uint32_t view_count(const struct view *v)
 {
     return v->count;

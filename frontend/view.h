@@ -27,6 +27,14 @@ void view_clear(struct view *v);
  */
 int view_add_run(struct view *v, uint32_t first, uint32_t last);
 
+/*
+ * Adds a run as Redis keeps it in /runs, "first:last" (decimal, len bytes, no NUL needed), in
+ * ascending order. A run read in a later page than the one before it may overlap the view's last
+ * run (that run was split meanwhile): only its part above the view's highest UID is added.
+ * Returns false when the text is not a run.
+ */
+bool view_add_run_text(struct view *v, const char *s, size_t len);
+
 /* Number of messages (the session's EXISTS). */
 uint32_t view_count(const struct view *v);
 

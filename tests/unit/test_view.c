@@ -69,6 +69,29 @@ static void test_basic(void **state)
     assert_null(v);
 }
 
+static void test_run_text(void **state)
+{
+    (void)state;
+    struct view *v = view_new();
+    assert_true(view_add_run_text(v, "1:5", 3));
+    assert_true(view_add_run_text(v, "8:8", 3));
+    /* A later page overlapping the last run (it was split meanwhile): only the new part counts. */
+    assert_true(view_add_run_text(v, "7:12", 4));
+    assert_true(view_add_run_text(v, "3:4", 3)); /* entirely inside: nothing */
+    assert_int_equal(view_count(v), 5 + 1 + 4);
+    assert_int_equal(view_max_uid(v), 12);
+    assert_int_equal(view_seq(v, 9), 7);
+    assert_int_equal(view_seq(v, 7), 0);
+    assert_true(view_add_run_text(v, "4294967295:4294967295", 21));
+    const char *const bad[] = {"", ":", "1:", ":2", "0:3", "5:4", "1:2x", "x1:2", " 1:2", "+1:2",
+                               "1:-2", "1:4294967296", "12345678901:12345678902", "1:2:3"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(view_add_run_text(v, bad[i], strlen(bad[i])));
+    /* Not NUL-terminated: only len bytes are read. */
+    assert_false(view_add_run_text(v, "20:21", 4));
+    view_free(&v);
+}
+
 static void test_random_model(void **state)
 {
     (void)state;
@@ -104,6 +127,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic),
         cmocka_unit_test(test_random_model),
+        cmocka_unit_test(test_run_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
