@@ -311,6 +311,10 @@ static enum cmd_status fetch_got_store(struct cmd_ctx *ctx)
     if (res->status != STORE_OK || !cmd_reply_is_array(res, 2))
         return cmd_store_failed(ctx, res, fetch_name(ctx));
     const redisReply *r = res->reply;
+    /* A \Seen that changed something moved the modseq: the batch's 'm' builds cannot be stored
+     * (cache_put.lua refuses them), so their parses are not read. */
+    uint64_t highest = 0;
+    fetch_builds_check(ctx, reply_u64(r->element[0], &highest), highest);
     for (size_t k = 2; k + 2 < r->elements; k += 3) {
         uint64_t uid = 0;
         const redisReply *f = r->element[k + 1];

@@ -10,9 +10,10 @@
  *       - the 'f' column-cache chunks (colcache.h) of the view, IDX_CHUNKS GETs per round: 100
  *         GETs of ~10 KB for 100,000 messages cost Redis far less than a ZRANGEBYSCORE over a
  *         33,000-member skiplist, and hiredis one allocation per chunk instead of per member.
- *         Chunks found unusable (absent, damaged, or not covering the view: new messages) have
- *         their view UIDs' /flags read instead (HMGET, IDX_HMGET_CHUNKS per round, which also
- *         rebuilds them when the view is exact) — unless they are many and cannot be rebuilt,
+ *         Chunks found unusable (absent, damaged, implausible: search_cache_plausible, or not
+ *         covering the view: new messages) have their view UIDs' /flags read instead (HMGET,
+ *         IDX_HMGET_CHUNKS per round, which also rebuilds them when the view is exact and the
+ *         chunk's guard, ZCOUNT uids read with it, counts as many UIDs as the view has there) — unless they are many and cannot be rebuilt,
  *         where the indexes below are cheaper;
  *       - /unseen and /deleted (ZRANGEBYSCORE, as /runs): caches off (--cache-ttl 0), a view too
  *         sparse for chunks to pay, or too many chunks missing.
@@ -267,10 +268,25 @@ static void add_uids(struct search_set_builder *b, const uint32_t *uids, size_t 
         (void)search_set_add(b, uids[i], uids[i]);
 }
 
-/* The GETs of 'f' chunks came back: their \Seen / \Deleted members, or the chunk is missing. */
-static void got_chunks(struct cmd_ctx *ctx, const redisReply *const *e, bool exact)
+/*
+ * True when the round's /flags reads may rebuild their chunks, so each gets its guard: the
+ * chunk GETs saw the view's highestmodseq (it never comes back once it moved).
+ */
+static bool guarded(const struct search_state *st)
+{
+    return st->fl_hmget && st->first_exact;
+}
+
+/*
+ * The GETs of 'f' chunks came back (with highestmodseq hms, known when it was a number): their
+ * \Seen / \Deleted members, or the chunk is missing (absent, damaged, not plausible, or not
+ * covering the view).
+ */
+static void got_chunks(struct cmd_ctx *ctx, const redisReply *const *e, bool known, uint64_t hms)
 {
     struct search_state *st = ctx->state;
+    bool exact = known && hms == st->view_modseq;
+    const struct view *v = cur_view(ctx);
     if (!st->first_seen) {
         st->first_seen = true;
         st->first_exact = exact;
@@ -283,6 +299,8 @@ static void got_chunks(struct cmd_ctx *ctx, const redisReply *const *e, bool exa
         size_t nu = 0, nd = 0;
         if (e[i]->type == REDIS_REPLY_STRING &&
             search_chunk_load(&sc, e[i]->str, e[i]->len, COLCACHE_FLAGS, vp->chunk) &&
+            search_cache_plausible(v, st->view_modseq, known, hms, sc.chunk, sc.modseq, sc.upto,
+                                   sc.recs, sc.n) &&
             search_chunk_flag_members(&sc, vp, unseen, &nu, deleted, &nd)) {
             add_uids(&st->cu, unseen, nu);
             add_uids(&st->cd, deleted, nd);
@@ -301,8 +319,27 @@ static void got_chunks(struct cmd_ctx *ctx, const redisReply *const *e, bool exa
     }
 }
 
-/* HMGET /flags of whole chunks came back: their members, and the chunks rebuilt when exact. */
-static int got_flags(struct cmd_ctx *ctx, const redisReply *const *e, bool exact, uint64_t hms)
+/*
+ * True when the guard read with a rebuild's snapshot (ZCOUNT uids over the chunk up to its
+ * highest view UID) counts as many UIDs as the chunk will hold records: a view can be exact by
+ * modseq and still lack a message (colcache.h), and a chunk built from it would call it absent.
+ */
+static bool guard_holds(struct cmd_ctx *ctx, const struct search_vpart *vp, const redisReply *g)
+{
+    if (g != NULL && g->type == REDIS_REPLY_INTEGER && g->integer == (long long)vp->count)
+        return true;
+    log_write(LOG_DEBUG, "search.cache_guard", "conn=%llu chunk=%u kind=f uids=%lld records=%u",
+              (unsigned long long)conn_id(ctx->conn), (unsigned)vp->chunk,
+              g != NULL && g->type == REDIS_REPLY_INTEGER ? g->integer : -1LL, (unsigned)vp->count);
+    return false;
+}
+
+/*
+ * HMGET /flags of whole chunks came back: their members, and the chunks rebuilt when exact and
+ * their guard (guards[i], NULL when none was read) holds.
+ */
+static int got_flags(struct cmd_ctx *ctx, const redisReply *const *e,
+                     const redisReply *const *guards, bool exact, uint64_t hms)
 {
     struct search_state *st = ctx->state;
     const struct view *v = cur_view(ctx);
@@ -311,7 +348,8 @@ static int got_flags(struct cmd_ctx *ctx, const redisReply *const *e, bool exact
         if (e[i]->type != REDIS_REPLY_ARRAY || e[i]->elements != vp->count)
             return -1;
         struct colcache_builder b = {0};
-        if (exact)
+        bool build = exact && guard_holds(ctx, vp, guards != NULL ? guards[i] : NULL);
+        if (build)
             colcache_build_begin(&b, COLCACHE_FLAGS, vp->chunk, hms, vp->max_uid + 1);
         for (uint32_t k = 0; k < vp->count; k++) {
             uint32_t uid = view_uid(v, vp->first_seq + k);
@@ -328,12 +366,12 @@ static int got_flags(struct cmd_ctx *ctx, const redisReply *const *e, bool exact
                 (void)search_set_add(&st->hu, uid, uid);
             if (del)
                 (void)search_set_add(&st->hd, uid, uid);
-            if (exact)
+            if (build)
                 colcache_build_add(&b, uid, s, len, NULL, 0);
         }
-        if (exact)
-            colcache_put(conn_frontend(ctx->conn), conn_nsid(ctx->conn),
-                         conn_selected(ctx->conn)->mbxid, &b);
+        if (build)
+            colcache_put_shard(conn_frontend(ctx->conn), conn_id(ctx->conn), conn_nsid(ctx->conn),
+                               conn_selected(ctx->conn)->mbxid, &b);
         colcache_builder_free(&b);
     }
     return 0;
@@ -347,7 +385,7 @@ static enum cmd_status idx_got(struct cmd_ctx *ctx)
         n += st->idx[i].want && !st->idx[i].done;
     size_t n_idx = n;
     if (st->n_fl_group > 0)
-        n += 1 + st->n_fl_group;
+        n += 1 + st->n_fl_group + (guarded(st) ? st->n_fl_group : 0);
     enum cmd_status out;
     if (!search_tx_ok(ctx, n, &out))
         return out;
@@ -370,12 +408,12 @@ static enum cmd_status idx_got(struct cmd_ctx *ctx)
     if (st->n_fl_group > 0 && st->fsrc == FLAG_SRC_CHUNKS) {
         const redisReply *h = r->element[n_idx];
         uint64_t hms = 0;
-        bool exact = h->type == REDIS_REPLY_STRING && search_parse_u64(h->str, h->len, &hms) &&
-                     hms == st->view_modseq;
+        bool known = h->type == REDIS_REPLY_STRING && search_parse_u64(h->str, h->len, &hms);
         const redisReply *const *e = (const redisReply *const *)r->element + n_idx + 1;
+        const redisReply *const *g = guarded(st) ? e + st->n_fl_group : NULL;
         if (!st->fl_hmget)
-            got_chunks(ctx, e, exact);
-        else if (got_flags(ctx, e, exact, hms) != 0)
+            got_chunks(ctx, e, known, hms);
+        else if (got_flags(ctx, e, g, known && hms == st->view_modseq, hms) != 0)
             return search_bad_data(ctx, "hmget flags");
     }
     return idx_round(ctx);
@@ -438,7 +476,7 @@ static enum cmd_status idx_round(struct cmd_ctx *ctx)
     static const enum keys_mbx_part parts[IDX_COUNT] = {KEYS_MBX_RUNS, KEYS_MBX_UNSEEN,
                                                         KEYS_MBX_DELETED};
     next_group(ctx);
-    size_t max = IDX_COUNT + 1 + st->n_fl_group;
+    size_t max = IDX_COUNT + 1 + 2 * st->n_fl_group;
     int *argc = arena_alloc(st->batch, max * sizeof(*argc));
     const char *const **argv = arena_alloc(st->batch, max * sizeof(*argv));
     const size_t **argvlen = arena_alloc(st->batch, max * sizeof(*argvlen));
@@ -495,6 +533,16 @@ static enum cmd_status idx_round(struct cmd_ctx *ctx)
         argv[n] = av;
         argvlen[n] = al;
         n++;
+    }
+    for (size_t g = 0; guarded(st) && g < st->n_fl_group; g++) {
+        const struct search_vpart *vp = &st->fl_group[g];
+        keys_mbx(&k, nsid, mbxid, KEYS_MBX_UIDS);
+        const char **av = arena_alloc(st->batch, 4 * sizeof(*av));
+        av[0] = "ZCOUNT";
+        av[1] = arena_strndup(st->batch, k.s, k.len);
+        av[2] = arena_printf(st->batch, "%" PRIu32, colcache_first(vp->chunk));
+        av[3] = arena_printf(st->batch, "%" PRIu32, vp->max_uid);
+        add_cmd(st->batch, argc, argv, argvlen, &n, av, 4);
     }
     if (n == 0)
         return plan(ctx);

@@ -6,8 +6,10 @@
  * messages in some chunk: one MULTI/EXEC with HGET highestmodseq and one GET per such chunk and
  * kind the plan needs ('f' for FLAGS and \Seen, 'm' for the msg record: INTERNALDATE, RFC822.SIZE,
  * object ids, the content id, and the parse for ENVELOPE, BODYSTRUCTURE, BODY and sections). A
- * value is trusted only once every record of it reads well (anything else is treated as absent).
- * A hit answers the message; ABSENT means it does not exist any more (vanished, as a nil msg
+ * value is trusted only once every record of it reads well and it is plausible
+ * (search_cache_plausible: not newer than the mailbox, and, when the view is exact, holding every
+ * view UID of the chunk below its upto); anything else is treated as absent. A hit answers the
+ * message; ABSENT means it does not exist any more (vanished, as a nil msg
  * record does); UNKNOWN leaves it to round 2.
  *
  * Round 2, the old way, for what round 1 left (everything when round 1 was skipped): one
@@ -20,8 +22,16 @@
  * or leaves at least FETCH_REBUILD_MIN of the batch above its upto, is read whole the old way in
  * round 2 for that kind, when round 1 saw the view's highestmodseq. If round 2 sees it too (the
  * view is then exact), the 'f' value is built at once and the 'm' value once the content step has
- * read every message's parse (fetch_chunk_add_parse); both go to colcache_put, fire and forget,
- * with modseq = that highestmodseq and upto = the chunk's highest view UID + 1.
+ * read every message's parse (fetch_chunk_add_parse); both go to colcache_put_shard, fire and
+ * forget, with modseq = that highestmodseq and upto = the chunk's highest view UID + 1.
+ *
+ * The guard. A view exact by modseq can still lack a message (a SELECT paged wrongly, a repair
+ * that changed the UIDs without a modseq), and a chunk built from it would call that message
+ * absent for every session. So round 2 also reads, per chunk being built, ZCOUNT uids over
+ * [chunk first, upto): a chunk is built only when it holds exactly that many records (O(log n)
+ * per build; a mismatch is logged at debug and builds nothing). An 'm' build is given up as soon
+ * as it cannot be stored (too large, a parse missing, the modseq moved: this FETCH's own \Seen,
+ * or a probe read with the parses), so no parse is read only for a value that will be refused.
  *
  * Not here: the chunk codec and the put (colcache.c), invalidation (the Lua scripts).
  */
@@ -32,6 +42,7 @@
 #include "frontend/cmd_common.h"
 #include "frontend/fetch_state.h"
 #include "frontend/log.h"
+#include "frontend/search_cache.h"
 #include "frontend/selected.h"
 #include "keys/keys.h"
 
@@ -281,7 +292,9 @@ static void keep_values(struct fetch_state *st, const redisReply *r)
 
 /*
  * Opens a value of (kind, chunk) copied to *at in st->values, checked whole (every record reads
- * well, inside the chunk and below upto). False when it is absent or not such a value.
+ * well, inside the chunk and below upto) and plausible next to the mailbox's highestmodseq and
+ * the view (search_cache_plausible). False when it is absent, not such a value, or not to be
+ * believed.
  */
 static bool open_value(struct fetch_state *st, const redisReply *r, enum colcache_kind kind,
                        uint32_t chunk, size_t *at, struct colcache *c)
@@ -293,33 +306,20 @@ static bool open_value(struct fetch_state *st, const redisReply *r, enum colcach
     *at += r->len;
     if (!colcache_open(c, copy, r->len, kind, chunk))
         return false;
-    struct colcache_rec rec;
-    while (colcache_next(c, &rec)) {
-        if (rec.uid < colcache_first(chunk) || rec.uid >= c->upto)
+    size_t n = 0;
+    while (n < COLCACHE_CHUNK && colcache_next(c, &st->recs[n])) {
+        if (st->recs[n].uid < colcache_first(chunk) || st->recs[n].uid >= c->upto)
             c->bad = true;
+        n++;
     }
-    if (c->bad)
+    /* Records ascend inside the chunk (colcache_next checks): bytes after COLCACHE_CHUNK of
+     * them are malformed. */
+    if (c->bad || c->pos < c->len)
+        return false;
+    if (!search_cache_plausible(st->sel->view, st->sel->highestmodseq, true, st->cache_modseq,
+                                chunk, c->modseq, c->upto, st->recs, n))
         return false;
     return colcache_open(c, copy, r->len, kind, chunk);
-}
-
-/*
- * False when an opened value contradicts what is known: it is newer than the mailbox, or, when
- * the view is exact (every view UID exists), it says a message of the batch does not exist (a
- * value cut at a record boundary reads well but loses messages).
- */
-static bool value_plausible(const struct fetch_state *st, const struct fetch_chunk *c,
-                            struct colcache *v, bool exact)
-{
-    if (v->modseq > st->cache_modseq)
-        return false;
-    if (!exact)
-        return true;
-    struct colcache_rec rec;
-    bool ok = true;
-    for (size_t k = c->first; k < c->end && ok; k++)
-        ok = colcache_find(v, st->msgs[k].uid, &rec) != COLCACHE_ABSENT;
-    return ok;
 }
 
 /* Messages of the chunk above a value's upto: what it cannot answer. */
@@ -396,6 +396,7 @@ static enum cmd_status got_caches(struct cmd_ctx *ctx)
     st->cache_read = true;
     bool exact = st->cache_modseq == st->sel->highestmodseq;
     keep_values(st, r);
+    st->recs = arena_alloc(st->batch, COLCACHE_CHUNK * sizeof(*st->recs));
     size_t e = 1, at = 0;
     for (size_t ci = 0; ci < st->nchunks; ci++) {
         struct fetch_chunk *c = &st->chunks[ci];
@@ -405,8 +406,7 @@ static enum cmd_status got_caches(struct cmd_ctx *ctx)
             if (e >= r->elements)
                 break;
             struct colcache *v = kinds[k] == COLCACHE_FLAGS ? &c->f : &c->m;
-            bool have = open_value(st, r->element[e], kinds[k], c->chunk, &at, v) &&
-                        value_plausible(st, c, v, exact);
+            bool have = open_value(st, r->element[e], kinds[k], c->chunk, &at, v);
             /* Rebuilt when absent, or when much of the batch is new mail above its upto. */
             bool build = c->whole && exact &&
                          (!have || above(st, c, v->upto) >= FETCH_REBUILD_MIN);
@@ -467,9 +467,10 @@ static enum cmd_status read_old(struct cmd_ctx *ctx)
     bool read_flags = st->plan.need_flags && st->nmiss_f > 0;
     if (st->nmiss_m == 0 && st->nmiss_f == 0)
         return columns_finished(ctx);
-    int argc[3];
-    const char **argv[3];
-    size_t *argvlen[3];
+    size_t max = 3 + st->nchunks;
+    int *argc = arena_calloc(a, max, sizeof(*argc));
+    const char ***argv = arena_calloc(a, max, sizeof(*argv));
+    size_t **argvlen = arena_calloc(a, max, sizeof(*argvlen));
     struct key *keys = arena_calloc(a, 3, sizeof(*keys));
     size_t ncmd = 0;
     keys_mbx(&keys[0], st->nsid, st->sel->mbxid, KEYS_MBX);
@@ -496,18 +497,68 @@ static enum cmd_status read_old(struct cmd_ctx *ctx)
                     &argvlen[ncmd]);
         ncmd++;
     }
+    struct key uids;
+    keys_mbx(&uids, st->nsid, st->sel->mbxid, KEYS_MBX_UIDS);
+    for (size_t ci = 0; ci < st->nchunks; ci++) {
+        const struct fetch_chunk *c = &st->chunks[ci];
+        if (!c->build_f && !c->build_m)
+            continue;
+        /* The guard of the build: how many UIDs the mailbox has where the chunk will answer. */
+        argc[ncmd] = 4;
+        argv[ncmd] = arena_calloc(a, 4, sizeof(char *));
+        argvlen[ncmd] = arena_calloc(a, 4, sizeof(size_t));
+        argv[ncmd][0] = "ZCOUNT";
+        argvlen[ncmd][0] = 6;
+        argv[ncmd][1] = uids.s;
+        argvlen[ncmd][1] = uids.len;
+        argv[ncmd][2] = uid_text(a, colcache_first(c->chunk), &argvlen[ncmd][2]);
+        argv[ncmd][3] = uid_text(a, c->upto - 1, &argvlen[ncmd][3]);
+        ncmd++;
+    }
     return conn_redis_tx(ctx, got_old, ncmd, argc, (const char *const *const *)argv,
                          (const size_t *const *)argvlen);
 }
 
-/* Builds and stores the 'f' values, and opens the 'm' builders, of the chunks read whole. */
+/* Chunks round 2 reads a ZCOUNT for (one per chunk being built, after the HMGETs). */
+static size_t guarded_chunks(const struct fetch_state *st)
+{
+    size_t n = 0;
+    for (size_t ci = 0; ci < st->nchunks; ci++)
+        n += st->chunks[ci].build_f || st->chunks[ci].build_m ? 1 : 0;
+    return n;
+}
+
+/*
+ * True when a chunk about to be built holds as many records as the mailbox has UIDs where it
+ * answers (the guard's ZCOUNT, read with the snapshot): a view can be exact by modseq and still
+ * lack a message (colcache.h), and a chunk built from it would call that message absent.
+ */
+static bool guard_holds(struct cmd_ctx *ctx, const struct fetch_chunk *c, char kind, size_t records)
+{
+    if (c->guard_ok && c->guard == records)
+        return true;
+    log_write(LOG_DEBUG, "fetch.cache_guard", "conn=%llu chunk=%" PRIu32 " kind=%c uids=%" PRIu64
+              " records=%zu", (unsigned long long)conn_id(ctx->conn), c->chunk, kind, c->guard,
+              records);
+    return false;
+}
+
+/*
+ * Builds and stores the 'f' values, and opens the 'm' builders, of the chunks read whole whose
+ * guard holds.
+ */
 static void start_builds(struct cmd_ctx *ctx, uint64_t modseq)
 {
     struct fetch_state *st = ctx->state;
     struct frontend *fe = conn_frontend(ctx->conn);
     for (size_t ci = 0; ci < st->nchunks; ci++) {
         struct fetch_chunk *c = &st->chunks[ci];
-        if (c->build_f) {
+        size_t exist = 0, recs = 0;
+        for (size_t k = c->first; k < c->end; k++) {
+            exist += st->msgs[k].exists ? 1 : 0;
+            recs += st->msgs[k].exists && st->msgs[k].rec != NULL ? 1 : 0;
+        }
+        if (c->build_f && guard_holds(ctx, c, COLCACHE_FLAGS, exist)) {
             struct colcache_builder b;
             colcache_build_begin(&b, COLCACHE_FLAGS, c->chunk, modseq, c->upto);
             for (size_t k = c->first; k < c->end; k++) {
@@ -516,19 +567,21 @@ static void start_builds(struct cmd_ctx *ctx, uint64_t modseq)
                     colcache_build_add(&b, m->uid, m->flags != NULL ? m->flags : "",
                                        m->flags != NULL ? m->flags_len : 0, NULL, 0);
             }
-            colcache_put(fe, st->nsid, st->sel->mbxid, &b);
+            colcache_put_shard(fe, conn_id(ctx->conn), st->nsid, st->sel->mbxid, &b);
             colcache_builder_free(&b);
         }
-        if (c->build_m) {
+        if (c->build_m && guard_holds(ctx, c, COLCACHE_MSG, recs)) {
             colcache_build_begin(&c->mb, COLCACHE_MSG, c->chunk, modseq, c->upto);
+            if (c->mb.failed) {
+                colcache_builder_free(&c->mb);
+                continue;
+            }
             c->building = true;
-            c->mb_want = c->mb_added = 0;
+            c->mb_want = recs;
+            c->mb_added = 0;
             for (size_t k = c->first; k < c->end; k++) {
                 struct fetch_msg *m = &st->msgs[k];
-                if (m->exists && m->rec != NULL) {
-                    m->build = true;
-                    c->mb_want++;
-                }
+                m->build = m->exists && m->rec != NULL;
             }
             st->building = true;
         }
@@ -540,11 +593,17 @@ static enum cmd_status got_old(struct cmd_ctx *ctx)
     struct fetch_state *st = ctx->state;
     const struct store_result *res = ctx->store;
     bool read_flags = st->plan.need_flags && st->nmiss_f > 0;
-    size_t ncmd = 1 + (st->nmiss_m > 0 ? 1 : 0) + (read_flags ? 1 : 0);
+    size_t nread = 1 + (st->nmiss_m > 0 ? 1 : 0) + (read_flags ? 1 : 0);
+    size_t ncmd = nread + guarded_chunks(st);
     if (res->status != STORE_OK || !cmd_reply_is_array(res, ncmd))
         return cmd_store_failed(ctx, res, fetch_name(ctx));
     const redisReply *recs = st->nmiss_m > 0 ? res->reply->element[1] : NULL;
-    const redisReply *flags = read_flags ? res->reply->element[ncmd - 1] : NULL;
+    const redisReply *flags = read_flags ? res->reply->element[nread - 1] : NULL;
+    for (size_t ci = 0, e = nread; ci < st->nchunks; ci++) {
+        struct fetch_chunk *c = &st->chunks[ci];
+        if (c->build_f || c->build_m)
+            c->guard_ok = reply_u64(res->reply->element[e++], &c->guard);
+    }
     if ((recs != NULL && (recs->type != REDIS_REPLY_ARRAY || recs->elements != st->nmiss_m)) ||
         (flags != NULL && (flags->type != REDIS_REPLY_ARRAY || flags->elements != st->nmiss_f)))
         return cmd_store_failed(ctx, &(struct store_result){STORE_OK, NULL, NULL}, fetch_name(ctx));
@@ -627,6 +686,18 @@ enum cmd_status fetch_read_columns_of_batch(struct cmd_ctx *ctx)
 
 /* ------------------------------------------------------------------ building 'm' */
 
+/* Gives up c's 'm' build: none of its messages reads a parse for it any more. */
+static void cancel_build(struct fetch_state *st, struct fetch_chunk *c)
+{
+    for (size_t k = c->first; k < c->end; k++)
+        st->msgs[k].build = false;
+    colcache_builder_free(&c->mb);
+    c->building = false;
+    st->building = false;
+    for (size_t ci = 0; ci < st->nchunks; ci++)
+        st->building |= st->chunks[ci].building;
+}
+
 void fetch_chunk_add_parse(struct cmd_ctx *ctx, size_t k, const uint8_t *parse, size_t len)
 {
     struct fetch_state *st = ctx->state;
@@ -636,12 +707,25 @@ void fetch_chunk_add_parse(struct cmd_ctx *ctx, size_t k, const uint8_t *parse, 
     m->build = false;
     if (!was || !c->building)
         return;
-    if (parse == NULL) {
-        c->mb.failed = true;
-        return;
+    if (parse != NULL) {
+        colcache_build_add(&c->mb, m->uid, m->rec, m->rec_len, (const char *)parse, len);
+        c->mb_added++;
     }
-    colcache_build_add(&c->mb, m->uid, m->rec, m->rec_len, (const char *)parse, len);
-    c->mb_added++;
+    if (parse == NULL || c->mb.failed)
+        cancel_build(st, c); /* too large, or a parse missing: no put, no more parse reads */
+}
+
+void fetch_builds_check(struct cmd_ctx *ctx, bool known, uint64_t highest)
+{
+    struct fetch_state *st = ctx->state;
+    for (size_t ci = 0; ci < st->nchunks; ci++) {
+        struct fetch_chunk *c = &st->chunks[ci];
+        if (!c->building || (known && highest == c->mb.modseq))
+            continue;
+        log_write(LOG_DEBUG, "fetch.cache_build_moved", "conn=%llu chunk=%" PRIu32,
+                  (unsigned long long)conn_id(ctx->conn), c->chunk);
+        cancel_build(st, c);
+    }
 }
 
 void fetch_chunks_finish(struct cmd_ctx *ctx, size_t upto)
@@ -654,7 +738,8 @@ void fetch_chunks_finish(struct cmd_ctx *ctx, size_t upto)
             continue;
         if (c->end <= upto) {
             if (c->mb_added == c->mb_want)
-                colcache_put(conn_frontend(ctx->conn), st->nsid, st->sel->mbxid, &c->mb);
+                colcache_put_shard(conn_frontend(ctx->conn), conn_id(ctx->conn), st->nsid,
+                                   st->sel->mbxid, &c->mb);
             colcache_builder_free(&c->mb);
             c->building = false;
         } else {

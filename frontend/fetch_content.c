@@ -7,8 +7,10 @@
  * read, in one MULTI/EXEC per window, either the plan's content fields (env, bs, parse: at most
  * FETCH_WINDOW_PARSE parses a window) or, when their 'm' chunk is being built, the parse alone
  * (at most FETCH_WINDOW_BUILD a window), which goes into the chunk (fetch_chunk_add_parse) and
- * answers ENVELOPE and BODYSTRUCTURE through the renderers APPEND used. A cached parse that does
- * not open is read from the content instead, so a damaged chunk never costs an answer.
+ * answers ENVELOPE and BODYSTRUCTURE through the renderers APPEND used; such a read starts with
+ * HGET highestmodseq, and a build whose modseq the mailbox has left is given up there
+ * (fetch_builds_check), so later windows do not read parses for it. A cached parse that does not
+ * open is read from the content instead, so a damaged chunk never costs an answer.
  *
  * Small reads. Body items are resolved to byte ranges from the parse; consecutive messages whose
  * ranges are small are read together, one GETRANGE per range in one MULTI/EXEC of at most
@@ -23,6 +25,7 @@
 #include "frontend/cmd_common.h"
 #include "frontend/fetch_state.h"
 #include "frontend/log.h"
+#include "frontend/selected.h"
 #include "keys/keys.h"
 
 /* ------------------------------------------------------------------ 3. content */
@@ -80,6 +83,7 @@ bool fetch_open_window(struct cmd_ctx *ctx)
     fetch_close_views(st);
     arena_reset(st->window);
     st->cw_start = st->cw_end = st->i;
+    st->cw_ways = arena_alloc(st->window, FETCH_WINDOW_FIELDS);
     size_t parses = 0, builds = 0, reads = 0;
     for (size_t k = st->i; k < st->n && k - st->i < FETCH_WINDOW_FIELDS; k++) {
         struct fetch_msg *m = &st->msgs[k];
@@ -101,9 +105,17 @@ bool fetch_open_window(struct cmd_ctx *ctx)
         builds += way == CONTENT_PARSE ? 1 : 0;
         parses += way == CONTENT_FIELDS && st->plan.need_parse ? 1 : 0;
         reads += way != CONTENT_NONE ? 1 : 0;
+        st->cw_ways[k - st->i] = (uint8_t)way;
         st->cw_end = k + 1;
     }
+    st->cw_probe = builds > 0;
     return reads > 0;
+}
+
+/* How msgs[k] of the open window gets its content (decided when the window was opened). */
+static enum content_way window_way(const struct fetch_state *st, size_t k)
+{
+    return (enum content_way)st->cw_ways[k - st->cw_start];
 }
 
 static enum cmd_status fetch_got_content(struct cmd_ctx *ctx);
@@ -114,16 +126,31 @@ enum cmd_status fetch_read_content(struct cmd_ctx *ctx)
     const char *fields[3];
     size_t nf = content_fields(&st->plan, fields);
     static const char *const parse_only[] = {"parse"};
-    size_t want = 0;
+    size_t want = st->cw_probe ? 1 : 0;
     for (size_t k = st->cw_start; k < st->cw_end; k++)
-        want += content_way(st, &st->msgs[k]) != CONTENT_NONE ? 1 : 0;
+        want += window_way(st, k) != CONTENT_NONE ? 1 : 0;
     int *argc = arena_calloc(st->window, want, sizeof(*argc));
     const char ***argv = arena_calloc(st->window, want, sizeof(*argv));
     size_t **argvlen = arena_calloc(st->window, want, sizeof(*argvlen));
     size_t c = 0;
+    if (st->cw_probe) {
+        /* Parses read for an 'm' build: is the build still worth them (fetch_builds_check)? */
+        struct key *key = arena_alloc(st->window, sizeof(*key));
+        keys_mbx(key, st->nsid, st->sel->mbxid, KEYS_MBX);
+        static const char *const probe[] = {"HGET", NULL, "highestmodseq"};
+        static const size_t probe_len[] = {4, 0, 13};
+        argc[c] = 3;
+        argv[c] = arena_calloc(st->window, 3, sizeof(char *));
+        argvlen[c] = arena_calloc(st->window, 3, sizeof(size_t));
+        for (size_t j = 0; j < 3; j++) {
+            argv[c][j] = j == 1 ? key->s : probe[j];
+            argvlen[c][j] = j == 1 ? key->len : probe_len[j];
+        }
+        c++;
+    }
     for (size_t k = st->cw_start; k < st->cw_end; k++) {
         const struct fetch_msg *m = &st->msgs[k];
-        enum content_way way = content_way(st, m);
+        enum content_way way = window_way(st, k);
         if (way == CONTENT_NONE)
             continue;
         const char *const *f = way == CONTENT_PARSE ? parse_only : fields;
@@ -228,9 +255,15 @@ static enum cmd_status fetch_got_content(struct cmd_ctx *ctx)
     const char *fields[3];
     size_t nf = content_fields(&st->plan, fields);
     size_t c = 0;
+    if (st->cw_probe) {
+        uint64_t highest = 0;
+        bool known = res->reply->elements > 0 && cmd_reply_u64(res->reply->element[0], &highest);
+        fetch_builds_check(ctx, known, highest);
+        c++;
+    }
     for (size_t k = st->cw_start; k < st->cw_end; k++) {
         struct fetch_msg *m = &st->msgs[k];
-        enum content_way way = content_way(st, m);
+        enum content_way way = window_way(st, k);
         if (way == CONTENT_NONE)
             continue;
         if (c >= res->reply->elements) {

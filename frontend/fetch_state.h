@@ -51,6 +51,8 @@ struct fetch_chunk {
     bool have_f, have_m;          /* a well-formed value was read (f, m: open on it) */
     struct colcache f, m;
     bool build_f, build_m;        /* built from this batch's old-way reads */
+    bool guard_ok;                /* guard holds the ZCOUNT read with those reads */
+    uint64_t guard;               /* UIDs of the mailbox in [chunk first, upto) */
     bool building;                /* mb is open: parses are being added as they are read */
     size_t mb_want, mb_added;     /* messages to add, added */
     struct colcache_builder mb;   /* the 'm' value being built (malloc'd; freed at batch end) */
@@ -71,6 +73,7 @@ struct fetch_state {
     struct fetch_msg *msgs;       /* the batch */
     size_t batch_size;            /* messages per batch */
     struct fetch_chunk *chunks;   /* the cache chunks of the batch, ascending */
+    struct colcache_rec *recs;    /* COLCACHE_CHUNK records: a value being checked (batch) */
     size_t nchunks;
     bool caches;                  /* colcache_enabled: the caches are read and built */
     bool cache_read;              /* the batch's caches were read, at modseq cache_modseq */
@@ -87,6 +90,9 @@ struct fetch_state {
     size_t n;
     size_t i;                     /* next message to answer */
     size_t cw_start, cw_end;      /* content window: msgs[cw_start..cw_end) have their content */
+    uint8_t *cw_ways;             /* per message of the window: how its content is read (as
+                                   * sent: a build given up meanwhile does not change it) */
+    bool cw_probe;                /* the content read starts with HGET highestmodseq */
     size_t dw_end;                /* data window being read: msgs[i..dw_end) */
     struct fetch_source **srcs;   /* per message of the data window: one source per item */
     size_t *first_read;           /* per message of the data window: index of its first read */
@@ -135,6 +141,13 @@ void fetch_chunks_free(struct fetch_state *st);
  * (parse == NULL); stores the chunk once its last message is in (fetch_columns.c).
  */
 void fetch_chunk_add_parse(struct cmd_ctx *ctx, size_t k, const uint8_t *parse, size_t len);
+
+/*
+ * Gives up the 'm' builds that cannot be stored any more: the mailbox's highestmodseq (known:
+ * read as a number) is not the one they are built at (cache_put.lua would refuse them), so the
+ * parses still to be read only for them are not read.
+ */
+void fetch_builds_check(struct cmd_ctx *ctx, bool known, uint64_t highest);
 
 /* Stores the 'm' chunks whose messages are all in (those before msgs[upto]). */
 void fetch_chunks_finish(struct cmd_ctx *ctx, size_t upto);

@@ -6,8 +6,9 @@
  *  C. with the column caches (colcache.h), a batch is the candidates of up to BATCH_CHUNKS_F
  *     chunks (BATCH_CHUNKS_M when records or parses are read: 'm' chunks are the larger values).
  *     One MULTI/EXEC reads HGET highestmodseq and, per chunk, GET of the 'f' chunk when a key
- *     needs flags and of the 'm' chunk when a key needs the record or the stored parse. A message
- *     the chunk holds is evaluated from it (flags, record, then parse, then set up for raw
+ *     needs flags and of the 'm' chunk when a key needs the record or the stored parse; a chunk is
+ *     used only when well formed and plausible (search_cache_plausible). A message the chunk
+ *     holds is evaluated from it (flags, record, then parse, then set up for raw
  *     scanning); one it says is absent is gone; one it cannot tell about (no chunk, a damaged
  *     chunk, a UID at or above its upto) goes on to O. A chunk holding few candidates (under 1 in
  *     DENSE_CHUNK of its messages) is not read: a whole chunk would cost more than their fields.
@@ -18,10 +19,13 @@
  *
  * Rebuilding. When a needed chunk is unusable and the highestmodseq read in C equals the view's
  * (the view is exact), O reads every view UID of the chunk, not only the candidates, together
- * with HGET highestmodseq; if that is still the view's, the read is a snapshot of the whole chunk
- * and the chunk is built from it: 'f' right away (flags "" where HMGET gave nil), 'm' once P has
- * read the parse of every message with a record (colcache.h "who builds"). colcache_put is fire
- * and forget; cache_put.lua refuses a snapshot the mailbox has moved past.
+ * with HGET highestmodseq and the chunk's guard (ZCOUNT uids from the chunk's first UID to its
+ * highest view UID); if highestmodseq is still the view's, the read is a snapshot of the whole
+ * chunk and the chunk is built from it when it holds as many records as the guard counted (a view
+ * exact by modseq can still lack a message: colcache.h): 'f' right away (flags "" where HMGET
+ * gave nil), 'm' once P has read the parse of every message with a record (colcache.h "who
+ * builds"). colcache_put_shard is fire and forget; cache_put.lua refuses a snapshot the mailbox
+ * has moved past.
  *
  * Memory: everything per batch comes from st->batch, reset per batch; nothing in the per-message
  * loops calls malloc or printf (UIDs are formatted by hand), except mail_view_open's one block.
@@ -240,7 +244,8 @@ static void build_msgs(struct cmd_ctx *ctx, const redisReply *r)
             else
                 colcache_build_add(&b, st->msgs[i].uid, bm->rec, bm->rec_len, e->str, e->len);
         }
-        colcache_put(conn_frontend(ctx->conn), conn_nsid(ctx->conn), sel->mbxid, &b);
+        colcache_put_shard(conn_frontend(ctx->conn), conn_id(ctx->conn), conn_nsid(ctx->conn),
+                           sel->mbxid, &b);
         colcache_builder_free(&b);
     }
 }
@@ -341,6 +346,43 @@ static bool any_build(const struct search_state *st)
     return false;
 }
 
+/*
+ * The guard of a chunk's rebuild, read in its snapshot: ZCOUNT uids <chunk first> <max view
+ * UID>, how many UIDs the mailbox has where the chunk will answer.
+ */
+static size_t guard_cmd(struct search_state *st, const char *uids, size_t uids_len,
+                        const struct search_bchunk *ch, int *argc, const char *const **argv,
+                        const size_t **argvlen)
+{
+    const char **av = arena_alloc(st->batch, 4 * sizeof(*av));
+    size_t *al = arena_alloc(st->batch, 4 * sizeof(*al));
+    char *digits = arena_alloc(st->batch, 2 * 20);
+    av[0] = "ZCOUNT";
+    al[0] = 6;
+    av[1] = uids;
+    al[1] = uids_len;
+    av[2] = digits;
+    al[2] = search_fmt_u64(digits, colcache_first(ch->vp.chunk));
+    av[3] = digits + 20;
+    al[3] = search_fmt_u64(digits + 20, ch->vp.max_uid);
+    *argc = 4;
+    *argv = av;
+    *argvlen = al;
+    return 1;
+}
+
+/* True when a chunk about to be built holds as many records as the guard counted UIDs. */
+static bool guard_holds(struct cmd_ctx *ctx, const struct search_bchunk *ch, char kind,
+                        size_t records)
+{
+    if (ch->guard_ok && ch->guard == records)
+        return true;
+    log_write(LOG_DEBUG, "search.cache_guard", "conn=%llu chunk=%u kind=%c uids=%llu records=%zu",
+              (unsigned long long)conn_id(ctx->conn), (unsigned)ch->vp.chunk, kind,
+              (unsigned long long)ch->guard, records);
+    return false;
+}
+
 static void build_flags(struct cmd_ctx *ctx)
 {
     struct search_state *st = ctx->state;
@@ -355,7 +397,8 @@ static void build_flags(struct cmd_ctx *ctx)
         for (size_t i = ch->b; i < ch->e; i++)
             colcache_build_add(&b, st->msgs[i].uid, st->msgs[i].flags, st->msgs[i].flags_len,
                                NULL, 0);
-        colcache_put(conn_frontend(ctx->conn), conn_nsid(ctx->conn), sel->mbxid, &b);
+        colcache_put_shard(conn_frontend(ctx->conn), conn_id(ctx->conn), conn_nsid(ctx->conn),
+                           sel->mbxid, &b);
         colcache_builder_free(&b);
     }
 }
@@ -369,7 +412,10 @@ static enum cmd_status batch_got_records(struct cmd_ctx *ctx)
         n_m += st->bm[i].read_m;
         n_f += st->bm[i].read_f;
     }
-    size_t n = (build ? 1u : 0u) + (n_m > 0) + (n_f > 0);
+    size_t guards = 0;
+    for (size_t c = 0; build && c < st->n_chunks; c++)
+        guards += st->chunks[c].build_f || st->chunks[c].build_m;
+    size_t n = (build ? 1u : 0u) + guards + (n_m > 0) + (n_f > 0);
     enum cmd_status out;
     if (!search_tx_ok(ctx, n, &out))
         return out;
@@ -377,6 +423,14 @@ static enum cmd_status batch_got_records(struct cmd_ctx *ctx)
     size_t slot = 0;
     uint64_t hms = 0;
     bool exact = build && reply_modseq(r->element[slot++], &hms) && hms == st->view_modseq;
+    for (size_t c = 0; build && c < st->n_chunks; c++) {
+        struct search_bchunk *ch = &st->chunks[c];
+        if (!ch->build_f && !ch->build_m)
+            continue;
+        const redisReply *e = r->element[slot++];
+        ch->guard_ok = e->type == REDIS_REPLY_INTEGER && e->integer >= 0;
+        ch->guard = ch->guard_ok ? (uint64_t)e->integer : 0;
+    }
     if (n_m > 0) {
         const redisReply *recs = r->element[slot++];
         if (recs->type != REDIS_REPLY_ARRAY || recs->elements != n_m)
@@ -440,8 +494,13 @@ static enum cmd_status batch_got_records(struct cmd_ctx *ctx)
     }
     for (size_t c = 0; c < st->n_chunks; c++) {
         struct search_bchunk *ch = &st->chunks[c];
-        ch->build_f = ch->build_f && exact;
-        ch->build_m_ok = ch->build_m && exact;
+        size_t recs = 0;
+        for (size_t i = ch->b; i < ch->e; i++)
+            recs += st->bm[i].has_rec;
+        /* 'f': every view UID of the chunk is a record; 'm': those with a /msg record. */
+        ch->build_f = ch->build_f && exact &&
+                      guard_holds(ctx, ch, COLCACHE_FLAGS, ch->e - ch->b);
+        ch->build_m_ok = ch->build_m && exact && guard_holds(ctx, ch, COLCACHE_MSG, recs);
     }
     build_flags(ctx);
     return records_done(ctx);
@@ -460,9 +519,10 @@ static enum cmd_status read_old(struct cmd_ctx *ctx)
         return records_done(ctx);
     const char *nsid = conn_nsid(ctx->conn);
     const char *mbxid = conn_selected(ctx->conn)->mbxid;
-    int argc[3];
-    const char *const *argv[3];
-    const size_t *argvlen[3];
+    size_t max = 3 + st->n_chunks;
+    int *argc = arena_alloc(st->batch, max * sizeof(*argc));
+    const char *const **argv = arena_alloc(st->batch, max * sizeof(*argv));
+    const size_t **argvlen = arena_alloc(st->batch, max * sizeof(*argvlen));
     size_t t = 0;
     if (any_build(st)) {
         struct key k;
@@ -479,6 +539,13 @@ static enum cmd_status read_old(struct cmd_ctx *ctx)
         argv[t] = av;
         argvlen[t] = al;
         t++;
+        keys_mbx(&k, nsid, mbxid, KEYS_MBX_UIDS);
+        const char *uids = arena_strndup(st->batch, k.s, k.len);
+        for (size_t c = 0; c < st->n_chunks; c++) {
+            const struct search_bchunk *ch = &st->chunks[c];
+            if (ch->build_f || ch->build_m)
+                t += guard_cmd(st, uids, k.len, ch, &argc[t], &argv[t], &argvlen[t]);
+        }
     }
     /* One buffer of UIDs in decimal, shared by both HMGETs. */
     char *digits = arena_alloc(st->batch, st->n_msgs * 10 + 1);
@@ -550,7 +617,9 @@ static enum cmd_status batch_got_cache(struct cmd_ctx *ctx)
         return out;
     const redisReply *r = ctx->store->reply;
     uint64_t hms = 0;
-    bool exact = reply_modseq(r->element[0], &hms) && hms == st->view_modseq;
+    bool known = reply_modseq(r->element[0], &hms);
+    bool exact = known && hms == st->view_modseq;
+    const struct view *v = cur_view(ctx);
     size_t slot = 1;
     struct search_chunk fc = {.recs = arena_alloc(st->batch, COLCACHE_CHUNK * sizeof(*fc.recs))};
     struct search_chunk mc = {.recs = arena_alloc(st->batch, COLCACHE_CHUNK * sizeof(*mc.recs))};
@@ -567,12 +636,16 @@ static enum cmd_status batch_got_cache(struct cmd_ctx *ctx)
         if (st->want_f) {
             const redisReply *e = r->element[slot++];
             fv = e->type == REDIS_REPLY_STRING &&
-                 search_chunk_load(&fc, e->str, e->len, COLCACHE_FLAGS, ch->vp.chunk);
+                 search_chunk_load(&fc, e->str, e->len, COLCACHE_FLAGS, ch->vp.chunk) &&
+                 search_cache_plausible(v, st->view_modseq, known, hms, fc.chunk, fc.modseq,
+                                        fc.upto, fc.recs, fc.n);
         }
         if (st->want_m) {
             const redisReply *e = r->element[slot++];
             mv = e->type == REDIS_REPLY_STRING &&
-                 search_chunk_load(&mc, e->str, e->len, COLCACHE_MSG, ch->vp.chunk);
+                 search_chunk_load(&mc, e->str, e->len, COLCACHE_MSG, ch->vp.chunk) &&
+                 search_cache_plausible(v, st->view_modseq, known, hms, mc.chunk, mc.modseq,
+                                        mc.upto, mc.recs, mc.n);
         }
         for (size_t i = ch->b; i < ch->e; i++) {
             struct search_bmsg *bm = &st->bm[i];

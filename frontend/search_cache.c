@@ -4,7 +4,9 @@
  * A chunk is only ever used whole: search_chunk_load decodes every record once (the fields are
  * skipped by length) before any is believed, so a value damaged halfway never contributes its
  * first half; lookups then walk the decoded array. The flag test works on lengths, never on
- * NUL-terminated strings: chunk bytes are untrusted and may hold anything.
+ * NUL-terminated strings: chunk bytes are untrusted and may hold anything. Plausibility checks a
+ * chunk against the view run by run (both ends of a run found means the whole run is, records
+ * being strictly ascending), so it costs O(runs), not O(messages), on the warm path.
  */
 #include "frontend/search_cache.h"
 
@@ -45,12 +47,58 @@ bool search_chunk_load(struct search_chunk *sc, const char *data, size_t len,
     if (data == NULL || !colcache_open(&c, data, len, kind, chunk))
         return false;
     sc->chunk = chunk;
+    sc->modseq = c.modseq;
     sc->upto = c.upto;
     /* Records ascend inside the chunk (colcache_next checks), so there are at most
      * COLCACHE_CHUNK; a value with bytes after them is malformed. */
     while (sc->n < COLCACHE_CHUNK && colcache_next(&c, &sc->recs[sc->n]))
         sc->n++;
     return !c.bad && c.pos >= c.len;
+}
+
+/* The index of the first view run whose last UID is >= uid (view_run_count when none is). */
+static size_t run_at(const struct view *v, uint32_t uid)
+{
+    size_t lo = 0, hi = view_run_count(v);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint32_t f = 0, l = 0;
+        view_run(v, mid, &f, &l);
+        if (l < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+bool search_cache_plausible(const struct view *v, uint64_t view_modseq, bool known, uint64_t highest,
+                            uint32_t chunk, uint64_t modseq, uint32_t upto,
+                            const struct colcache_rec *recs, size_t n)
+{
+    if (!known || modseq > highest)
+        return false;
+    if (highest != view_modseq || upto <= colcache_first(chunk))
+        return true;
+    uint32_t lo = colcache_first(chunk);
+    uint32_t hi = upto - 1 < colcache_last(chunk) ? upto - 1 : colcache_last(chunk);
+    size_t j = 0;
+    for (size_t i = run_at(v, lo); i < view_run_count(v); i++) {
+        uint32_t f = 0, l = 0;
+        view_run(v, i, &f, &l);
+        if (f > hi)
+            break;
+        f = f > lo ? f : lo;
+        l = l < hi ? l : hi;
+        while (j < n && recs[j].uid < f)
+            j++; /* a record the view does not hold */
+        /* Records ascend strictly: f..l are all there exactly when both ends are, l - f apart. */
+        size_t span = l - f;
+        if (n - j <= span || recs[j].uid != f || recs[j + span].uid != l)
+            return false;
+        j += span + 1;
+    }
+    return true;
 }
 
 enum colcache_found search_chunk_find(struct search_chunk *sc, uint32_t uid,

@@ -1,8 +1,9 @@
 /*
  * search_cache: what SEARCH needs from the column caches (colcache.h), kept pure so the command
  * files only sequence Redis reads: which chunks a session view touches and which of its UIDs each
- * holds, whether a chunk value is usable as a whole, the \Seen / \Deleted members of an 'f' chunk,
- * and the small formatters the per-message loops use instead of printf. No I/O, no allocation
+ * holds, whether a chunk value is usable as a whole and plausible (a rule FETCH applies too), the
+ * \Seen / \Deleted members of an 'f' chunk, and the small formatters the per-message loops use
+ * instead of printf. No I/O, no allocation
  * except from the caller's arena.
  */
 #ifndef CIMAP_SEARCH_CACHE_H
@@ -38,6 +39,7 @@ bool search_cache_next_chunk(const struct view *v, uint64_t from, uint32_t *chun
  */
 struct search_chunk {
     uint32_t chunk;
+    uint64_t modseq;           /* the mailbox modseq the value was built at */
     uint32_t upto;             /* UIDs in [chunk first, upto) are known */
     struct colcache_rec *recs; /* the caller's array of COLCACHE_CHUNK */
     size_t n;
@@ -50,6 +52,21 @@ struct search_chunk {
  */
 bool search_chunk_load(struct search_chunk *sc, const char *data, size_t len,
                        enum colcache_kind kind, uint32_t chunk);
+
+/*
+ * The rule every reader of the caches (FETCH and SEARCH) applies to a well-formed chunk value
+ * read in one MULTI/EXEC with HGET highestmodseq (highest; known false when that gave no number):
+ * a value is unusable when the mailbox's modseq is unknown or below the value's (impossible for a
+ * value built from a snapshot of that mailbox), and, when highest equals view_modseq (the view
+ * is exact: every view UID exists), when it says a view UID in [chunk first, upto) is absent (a
+ * value cut at a record boundary, or built from a view that lacked a message). recs[0..n): the
+ * value's records, strictly ascending inside the chunk (as colcache_next gives them); records of
+ * UIDs outside the view are allowed (a view may lack messages). O(view runs in the chunk + such
+ * records): each run of the view is checked by its two ends. False: treat the value as absent.
+ */
+bool search_cache_plausible(const struct view *v, uint64_t view_modseq, bool known, uint64_t highest,
+                            uint32_t chunk, uint64_t modseq, uint32_t upto,
+                            const struct colcache_rec *recs, size_t n);
 
 /*
  * Looks uid up (ascending lookups cost O(records) in all; a smaller uid restarts): HIT with *r,

@@ -40,6 +40,8 @@ struct search_bchunk {
     size_t b, e;             /* its messages: msgs[b..e) */
     bool build_f, build_m;   /* every view UID of the chunk is read the old way to rebuild it */
     bool build_m_ok;         /* the /msg read was an exact snapshot: build 'm' once parses are in */
+    bool guard_ok;           /* guard holds the ZCOUNT read with the rebuild's snapshot */
+    uint64_t guard;          /* UIDs of the mailbox in [chunk first, vp.max_uid] */
 };
 
 /* Per-message bookkeeping beside struct search_msg (search_batch.c). */

@@ -341,6 +341,43 @@ class FetchCacheTest(unittest.TestCase):
                          [b"cache message 1050", b"cache message 20"])
         self.same_everywhere(box, ["UID FETCH 1:* (FLAGS RFC822.SIZE)", "FETCH 1:* ENVELOPE"])
 
+    # --- a view exact by modseq that lacks a message ----------------------------------------------
+
+    def test_guard_refuses_a_build_from_an_incomplete_view(self):
+        """A view can be exact by modseq and still lack a message (colcache.h); a chunk built
+        from it would call that message absent for every session. The build's guard (ZCOUNT
+        uids, read with the snapshot) counts more UIDs than records: nothing is stored, and the
+        answers are the view's."""
+        box = self.make_box(40)
+        c = self.conn(select=box)
+        c.ok("UID STORE 10 +FLAGS.SILENT (\\Deleted)")
+        c.ok("EXPUNGE")
+        c.close()
+        nsid, mbxid = self.ids(box)
+        base = "/ns/{%s}/mbx/%s" % (nsid, mbxid)
+        a = self.conn(examine=box)
+        plain = self.conn(server=self.plain, examine=box)
+        # UID 10 comes back behind the sessions' backs, highestmodseq untouched: both views are
+        # exact by modseq, and both lack it (SELECT reads /runs, left as it was).
+        self.redis_call("ZADD", base + "/uids", "10", "10")
+        self.redis_call("HSET", base + "/msg", "10", self.redis_call("HGET", base + "/msg", "11"))
+        commands = ["FETCH 1:* (FLAGS)", "FETCH 1:* (RFC822.SIZE ENVELOPE)",
+                    "UID FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (Subject)])"]
+        for cmd in commands:
+            want = plain.run(cmd)
+            self.assertEqual(len(tf.fetches(want[0])), 39, cmd)
+            for attempt in ("first", "second"):
+                self.assertEqual(a.run(cmd), want, (cmd, attempt))
+        time.sleep(0.5)  # puts are fire and forget: give a wrong one time to land
+        self.assertEqual(self.cache_keys(box), set())
+        # The same mailbox made consistent again: the same session builds both chunks.
+        self.redis_call("ZREM", base + "/uids", "10")
+        self.redis_call("HDEL", base + "/msg", "10")
+        for cmd in commands:
+            self.assertEqual(a.run(cmd), plain.run(cmd), cmd)
+        self.assertTrue({"f/0", "m/0"} <= self.settled_keys(box, {"f/0", "m/0"}),
+                        self.cache_keys(box))
+
     # --- damaged chunks --------------------------------------------------------------------------
 
     def test_damaged_chunks_read_as_absent(self):

@@ -760,6 +760,17 @@ CACHE_QUERIES = [
 ]
 
 
+def record_ends(value):
+    """Offsets where the records of a chunk value end (colcache.h format)."""
+    pos = value.index(b"\n") + 1
+    ends = []
+    while pos < len(value):
+        nl = value.index(b"\n", pos)
+        pos = nl + 1 + sum(int(x) for x in value[pos:nl].split(b" ")[1:])
+        ends.append(pos)
+    return ends
+
+
 def normalise(untagged):
     return [re.sub(r'\(TAG "[^"]*"\)', "(TAG)", line) for line in untagged]
 
@@ -900,10 +911,17 @@ class ColumnCaches(unittest.TestCase):
             value = self.r.call("GET", key)
             self.assertTrue(value.startswith(("c1 %s 1 " % kind).encode()), value[:40])
             header, rest = value.split(b"\n", 1)
+            ends = record_ends(value)
+            self.assertGreater(len(ends), 900)
+            fields = header.split(b" ")  # c1 <kind> <chunk> <modseq> <upto>
+            newer = b" ".join(fields[:3] + [b"%d" % (int(fields[3]) + 1000)] + fields[4:])
             damaged = [b"garbage", value[:len(value) // 2], value[:-1], value + b"x",
                        header.replace(b" 1 ", b" 2 ", 1) + b"\n" + rest,
                        header + b"\n" + b"99999999 3\n" + rest,
-                       header + b"\n" + rest.replace(b"\n", b"\n7 ", 1)]
+                       header + b"\n" + rest.replace(b"\n", b"\n7 ", 1),
+                       value[:ends[len(ends) // 2]],      # cut at a record boundary: well formed
+                       value[:ends[0]],                   # one record left
+                       newer + b"\n" + rest]             # newer than the mailbox
             for bad in damaged:
                 self.r.call("SET", key, bad)
                 self.assert_same(self.answers(c, queries), want)
@@ -917,6 +935,55 @@ class ColumnCaches(unittest.TestCase):
                 # the old way.
                 self.r.call("SET", key, value.replace(b"CMP", b"XMP", 1))
                 self.assert_same(self.answers(c, queries), want)
+        c.close()
+        p.close()
+
+    def test_guard_refuses_a_build_from_an_incomplete_view(self):
+        """A view can be exact by modseq and still lack a message (colcache.h); a chunk built
+        from it would call that message absent for every session. The build's guard (ZCOUNT
+        uids, read with the snapshot) counts more UIDs than records: nothing is stored, and the
+        answers are the view's — in the index phase (UNSEEN), and in the per-message phase for
+        'f' (FLAGGED) and 'm' (SUBJECT)."""
+        s = self.session(self.plain)
+        s.ok("CREATE Guard")
+        append_many(s, "Guard", [(cache_message(i), cache_flags(i), idate(1 + i % 28, 3, 2024))
+                                 for i in range(60)])
+        s.ok("SELECT Guard")
+        s.ok("UID STORE 10 +FLAGS.SILENT (\\Deleted)")
+        s.ok("EXPUNGE")
+        s.close()
+        nsid = self.r.call("HGET", "/users/demouser", "nsid").decode()
+        mbxid = self.r.call("HGET", "/ns/{%s}/mailboxes" % nsid, "Guard").decode()
+        base = "/ns/{%s}/mbx/%s" % (nsid, mbxid)
+        c = Session(self.cached.port)
+        c.ok("EXAMINE Guard")
+        p = Session(self.plain.port)
+        p.ok("EXAMINE Guard")
+        # UID 10 comes back behind the sessions' backs, highestmodseq untouched: both views are
+        # exact by modseq, and both lack it (SELECT reads /runs, left as it was).
+        self.r.call("ZADD", base + "/uids", "10", "10")
+        self.r.call("HSET", base + "/msg", "10", self.r.call("HGET", base + "/msg", "11"))
+        self.r.call("HSET", base + "/flags", "10", "\\Flagged")
+        self.r.call("ZADD", base + "/unseen", "10", "10")
+        queries = ["UNSEEN", "FLAGGED", "SUBJECT budget", "NOT SEEN FLAGGED", "ALL"]
+        want = self.answers(p, queries)
+        uids = want["UID ALL"][0].split()[2:]
+        self.assertEqual(len(uids), 56)  # every 29th had \\Deleted, UID 10 too
+        self.assertNotIn("10", uids)
+        self.assert_same(self.answers(c, queries), want)
+        self.assert_same(self.answers(c, queries), want)
+        time.sleep(0.5)  # puts are fire and forget: give a wrong one time to land
+        self.assertEqual(self.r.keys(base + "/cache/*"), set())
+        # The same mailbox made consistent again: the same session builds both chunks.
+        self.r.call("ZREM", base + "/uids", "10")
+        self.r.call("ZREM", base + "/unseen", "10")
+        self.r.call("HDEL", base + "/msg", "10")
+        self.r.call("HDEL", base + "/flags", "10")
+        self.assert_same(self.answers(c, queries), want)
+        deadline = time.monotonic() + 5
+        while len(self.r.keys(base + "/cache/*")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(self.r.keys(base + "/cache/*"), {base + "/cache/f/0", base + "/cache/m/0"})
         c.close()
         p.close()
 
