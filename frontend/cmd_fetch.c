@@ -93,26 +93,6 @@ static void fetch_cleanup(struct cmd_ctx *ctx)
     ctx->state = NULL;
 }
 
-static bool reply_u64(const redisReply *r, uint64_t *out)
-{
-    if (r->type == REDIS_REPLY_INTEGER) {
-        if (r->integer < 0)
-            return false;
-        *out = (uint64_t)r->integer;
-        return true;
-    }
-    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20)
-        return false;
-    uint64_t v = 0;
-    for (size_t k = 0; k < r->len; k++) {
-        if (r->str[k] < '0' || r->str[k] > '9')
-            return false;
-        v = v * 10 + (uint64_t)(r->str[k] - '0');
-    }
-    *out = v;
-    return true;
-}
-
 /* True when a stored flag list (space-separated) holds \Seen. */
 static bool flags_have_seen(const char *flags, size_t len)
 {
@@ -314,11 +294,11 @@ static enum cmd_status fetch_got_store(struct cmd_ctx *ctx)
     /* A \Seen that changed something moved the modseq: the batch's 'm' builds cannot be stored
      * (cache_put.lua refuses them), so their parses are not read. */
     uint64_t highest = 0;
-    fetch_builds_check(ctx, reply_u64(r->element[0], &highest), highest);
+    fetch_builds_check(ctx, cmd_reply_u64(r->element[0], &highest), highest);
     for (size_t k = 2; k + 2 < r->elements; k += 3) {
         uint64_t uid = 0;
         const redisReply *f = r->element[k + 1];
-        if (!reply_u64(r->element[k], &uid) || uid > UINT32_MAX || f->type != REDIS_REPLY_STRING)
+        if (!cmd_reply_u64(r->element[k], &uid) || uid > UINT32_MAX || f->type != REDIS_REPLY_STRING)
             continue;
         struct fetch_msg *m = find_uid(st, (uint32_t)uid);
         if (m == NULL)

@@ -235,12 +235,6 @@ static void put_done(const struct store_result *res, uint64_t token)
                   res->error != NULL ? res->error : "?");
 }
 
-void colcache_put(struct frontend *fe, const char *nsid, const char *mbxid,
-                  const struct colcache_builder *b)
-{
-    colcache_put_shard(fe, 0, nsid, mbxid, b);
-}
-
 void colcache_put_shard(struct frontend *fe, uint64_t shard, const char *nsid, const char *mbxid,
                         const struct colcache_builder *b)
 {

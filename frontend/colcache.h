@@ -113,16 +113,11 @@ void colcache_builder_free(struct colcache_builder *b);
 
 /*
  * Stores a built value with cache_put.lua, fire and forget (a refused or failed put only costs a
- * later rebuild; failures are logged at debug level). Does nothing when b->failed, when the value
- * is over COLCACHE_MAX_VALUE or when the caches are off (--cache-ttl 0). The value is copied
- * before this returns; b is left to the caller.
- */
-void colcache_put(struct frontend *fe, const char *nsid, const char *mbxid,
-                  const struct colcache_builder *b);
-
-/*
- * The same on the pool connection `shard` picks (pass conn_id of the session that built it): a
- * session's puts queue behind its own reads, not in front of everyone's on connection 0.
+ * later rebuild; failures are logged at debug level), on the pool connection `shard` picks: pass
+ * conn_id of the session that built it, so a session's puts queue behind its own reads, not in
+ * front of everyone's. Does nothing when b->failed, when the value is over COLCACHE_MAX_VALUE or
+ * when the caches are off (--cache-ttl 0). The value is copied before this returns; b is left to
+ * the caller.
  */
 void colcache_put_shard(struct frontend *fe, uint64_t shard, const char *nsid, const char *mbxid,
                         const struct colcache_builder *b);

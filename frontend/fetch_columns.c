@@ -61,26 +61,6 @@ static enum cmd_status columns_finished(struct cmd_ctx *ctx)
 
 /* ------------------------------------------------------------------ helpers */
 
-static bool reply_u64(const redisReply *r, uint64_t *out)
-{
-    if (r->type == REDIS_REPLY_INTEGER) {
-        if (r->integer < 0)
-            return false;
-        *out = (uint64_t)r->integer;
-        return true;
-    }
-    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20)
-        return false;
-    uint64_t v = 0;
-    for (size_t k = 0; k < r->len; k++) {
-        if (r->str[k] < '0' || r->str[k] > '9')
-            return false;
-        v = v * 10 + (uint64_t)(r->str[k] - '0');
-    }
-    *out = v;
-    return true;
-}
-
 /* uid in decimal, in a. */
 static const char *uid_text(struct arena *a, uint32_t uid, size_t *len_r)
 {
@@ -391,7 +371,7 @@ static enum cmd_status got_caches(struct cmd_ctx *ctx)
     const redisReply *r = res->reply;
     enum colcache_kind kinds[2];
     size_t nk = cache_kinds(st, kinds);
-    if (r->elements < 1 || !reply_u64(r->element[0], &st->cache_modseq))
+    if (r->elements < 1 || !cmd_reply_u64(r->element[0], &st->cache_modseq))
         return read_old(ctx); /* no mailbox hash: the old way tells what is gone */
     st->cache_read = true;
     bool exact = st->cache_modseq == st->sel->highestmodseq;
@@ -602,13 +582,13 @@ static enum cmd_status got_old(struct cmd_ctx *ctx)
     for (size_t ci = 0, e = nread; ci < st->nchunks; ci++) {
         struct fetch_chunk *c = &st->chunks[ci];
         if (c->build_f || c->build_m)
-            c->guard_ok = reply_u64(res->reply->element[e++], &c->guard);
+            c->guard_ok = cmd_reply_u64(res->reply->element[e++], &c->guard);
     }
     if ((recs != NULL && (recs->type != REDIS_REPLY_ARRAY || recs->elements != st->nmiss_m)) ||
         (flags != NULL && (flags->type != REDIS_REPLY_ARRAY || flags->elements != st->nmiss_f)))
         return cmd_store_failed(ctx, &(struct store_result){STORE_OK, NULL, NULL}, fetch_name(ctx));
     uint64_t highest = 0;
-    bool known = reply_u64(res->reply->element[0], &highest);
+    bool known = cmd_reply_u64(res->reply->element[0], &highest);
     if (st->cache_read && (!known || highest != st->cache_modseq)) {
         /* Something changed between the rounds: read the batch again, the old way alone. */
         st->cache_read = false;
