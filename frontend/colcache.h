@@ -22,7 +22,10 @@
  * never resurrect an expunged message or old flags). Build only from a snapshot that holds every
  * message of the chunk below upto: a read of all of the session's view in the chunk, done in one
  * MULTI/EXEC together with HGET highestmodseq, when that highestmodseq equals the view's (the view
- * is then exact: no message below the view's highest UID is missing from it).
+ * is then exact: no message below the view's highest UID is missing from it) and a ZCOUNT of
+ * /uids over [chunk first, upto) read in the same MULTI equals the number of records (a guard that
+ * does not trust the view: a bug or an operator's repair could make it wrong at an equal modseq).
+ * Readers check a chunk's plausibility before trusting it (search_cache_plausible).
  */
 #ifndef CIMAP_COLCACHE_H
 #define CIMAP_COLCACHE_H
