@@ -419,8 +419,8 @@ static enum cmd_status idx_got(struct cmd_ctx *ctx)
     return idx_round(ctx);
 }
 
-static void add_cmd(struct arena *a, int *argc, const char *const **argv, const size_t **argvlen,
-                    size_t *n, const char **av, size_t ac)
+void search_tx_add(struct arena *a, int *argc, const char *const **argv, const size_t **argvlen,
+                   size_t *n, const char **av, size_t ac)
 {
     size_t *al = arena_alloc(a, ac * sizeof(*al));
     for (size_t i = 0; i < ac; i++)
@@ -429,6 +429,16 @@ static void add_cmd(struct arena *a, int *argc, const char *const **argv, const 
     argv[*n] = av;
     argvlen[*n] = al;
     (*n)++;
+}
+
+void search_tx_hget(struct arena *a, int *argc, const char *const **argv, const size_t **argvlen,
+                    size_t *n, const struct key *k, const char *field)
+{
+    const char **av = arena_alloc(a, 3 * sizeof(*av));
+    av[0] = "HGET";
+    av[1] = arena_strndup(a, k->s, k->len);
+    av[2] = field;
+    search_tx_add(a, argc, argv, argvlen, n, av, 3);
 }
 
 /* The next chunks of the round: 'f' GETs, else the /flags of chunks found missing. */
@@ -495,15 +505,11 @@ static enum cmd_status idx_round(struct cmd_ctx *ctx)
         av[4] = "LIMIT";
         av[5] = "0";
         av[6] = arena_printf(st->batch, "%d", IDX_BATCH);
-        add_cmd(st->batch, argc, argv, argvlen, &n, av, 7);
+        search_tx_add(st->batch, argc, argv, argvlen, &n, av, 7);
     }
     if (st->n_fl_group > 0) {
         keys_mbx(&k, nsid, mbxid, KEYS_MBX);
-        const char **av = arena_alloc(st->batch, 3 * sizeof(*av));
-        av[0] = "HGET";
-        av[1] = arena_strndup(st->batch, k.s, k.len);
-        av[2] = "highestmodseq";
-        add_cmd(st->batch, argc, argv, argvlen, &n, av, 3);
+        search_tx_hget(st->batch, argc, argv, argvlen, &n, &k, "highestmodseq");
     }
     for (size_t g = 0; g < st->n_fl_group; g++) {
         const struct search_vpart *vp = &st->fl_group[g];
@@ -512,7 +518,7 @@ static enum cmd_status idx_round(struct cmd_ctx *ctx)
             const char **av = arena_alloc(st->batch, 2 * sizeof(*av));
             av[0] = "GET";
             av[1] = arena_strndup(st->batch, k.s, k.len);
-            add_cmd(st->batch, argc, argv, argvlen, &n, av, 2);
+            search_tx_add(st->batch, argc, argv, argvlen, &n, av, 2);
             continue;
         }
         keys_mbx(&k, nsid, mbxid, KEYS_MBX_FLAGS);
@@ -542,7 +548,7 @@ static enum cmd_status idx_round(struct cmd_ctx *ctx)
         av[1] = arena_strndup(st->batch, k.s, k.len);
         av[2] = arena_printf(st->batch, "%" PRIu32, colcache_first(vp->chunk));
         av[3] = arena_printf(st->batch, "%" PRIu32, vp->max_uid);
-        add_cmd(st->batch, argc, argv, argvlen, &n, av, 4);
+        search_tx_add(st->batch, argc, argv, argvlen, &n, av, 4);
     }
     if (n == 0)
         return plan(ctx);

@@ -317,20 +317,11 @@ static enum cmd_status records_done(struct cmd_ctx *ctx)
     int *argc = arena_calloc(st->batch, u, sizeof(*argc));
     const char *const **argv = arena_calloc(st->batch, u, sizeof(*argv));
     const size_t **argvlen = arena_calloc(st->batch, u, sizeof(*argvlen));
+    size_t t = 0;
     for (size_t k = 0; k < u; k++) {
         struct key key;
         keys_content(&key, nsid, st->msgs[st->pread[k]].sha);
-        const char **av = arena_alloc(st->batch, 3 * sizeof(*av));
-        size_t *al = arena_alloc(st->batch, 3 * sizeof(*al));
-        av[0] = "HGET";
-        al[0] = 4;
-        av[1] = arena_strndup(st->batch, key.s, key.len);
-        al[1] = key.len;
-        av[2] = "parse";
-        al[2] = 5;
-        argc[k] = 3;
-        argv[k] = av;
-        argvlen[k] = al;
+        search_tx_hget(st->batch, argc, argv, argvlen, &t, &key, "parse");
     }
     return conn_redis_tx(ctx, batch_got_parse, u, argc, argv, argvlen);
 }
@@ -527,18 +518,7 @@ static enum cmd_status read_old(struct cmd_ctx *ctx)
     if (any_build(st)) {
         struct key k;
         keys_mbx(&k, nsid, mbxid, KEYS_MBX);
-        const char **av = arena_alloc(st->batch, 3 * sizeof(*av));
-        size_t *al = arena_alloc(st->batch, 3 * sizeof(*al));
-        av[0] = "HGET";
-        av[1] = arena_strndup(st->batch, k.s, k.len);
-        av[2] = "highestmodseq";
-        al[0] = 4;
-        al[1] = k.len;
-        al[2] = 13;
-        argc[t] = 3;
-        argv[t] = av;
-        argvlen[t] = al;
-        t++;
+        search_tx_hget(st->batch, argc, argv, argvlen, &t, &k, "highestmodseq");
         keys_mbx(&k, nsid, mbxid, KEYS_MBX_UIDS);
         const char *uids = arena_strndup(st->batch, k.s, k.len);
         for (size_t c = 0; c < st->n_chunks; c++) {
@@ -724,18 +704,8 @@ static enum cmd_status read_cache(struct cmd_ctx *ctx)
     const size_t **argvlen = arena_alloc(st->batch, n * sizeof(*argvlen));
     struct key k;
     keys_mbx(&k, nsid, mbxid, KEYS_MBX);
-    const char **av = arena_alloc(st->batch, 3 * sizeof(*av));
-    size_t *al = arena_alloc(st->batch, 3 * sizeof(*al));
-    av[0] = "HGET";
-    av[1] = arena_strndup(st->batch, k.s, k.len);
-    av[2] = "highestmodseq";
-    al[0] = 4;
-    al[1] = k.len;
-    al[2] = 13;
-    argc[0] = 3;
-    argv[0] = av;
-    argvlen[0] = al;
-    size_t t = 1;
+    size_t t = 0;
+    search_tx_hget(st->batch, argc, argv, argvlen, &t, &k, "highestmodseq");
     for (size_t c = 0; c < st->n_chunks; c++) {
         for (int which = 0; which < 2 && st->chunks[c].cached; which++) {
             if (which == 0 ? !st->want_f : !st->want_m)

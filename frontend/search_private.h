@@ -18,6 +18,7 @@
 #include "frontend/search_parse.h"
 #include "frontend/search_scan.h"
 #include "frontend/search_set.h"
+#include "keys/keys.h"
 
 enum { IDX_RUNS, IDX_UNSEEN, IDX_DELETED, IDX_COUNT };
 
@@ -109,6 +110,13 @@ struct search_state {
 enum cmd_status search_finish(struct cmd_ctx *ctx);
 /* True when the EXEC reply holds n non-error replies; else answers the failure into *out. */
 bool search_tx_ok(struct cmd_ctx *ctx, size_t n, enum cmd_status *out);
+/* Appends command av[0..ac) (NUL-terminated strings that live in a) as the (*n)++-th of a
+ * MULTI/EXEC being built in argc/argv/argvlen. */
+void search_tx_add(struct arena *a, int *argc, const char *const **argv, const size_t **argvlen,
+                   size_t *n, const char **av, size_t ac);
+/* Appends HGET <k> <field> (field a static string) the same way. */
+void search_tx_hget(struct arena *a, int *argc, const char *const **argv, const size_t **argvlen,
+                    size_t *n, const struct key *k, const char *field);
 /* Logs and answers NO [SERVERBUG] for inconsistent mailbox data. */
 enum cmd_status search_bad_data(struct cmd_ctx *ctx, const char *what);
 /* search_batch.c */
